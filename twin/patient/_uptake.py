@@ -26,13 +26,15 @@ __all__ = ["STRUCTURE_REGIONS", "intra_organ_distribution", "organ_uptake", "rec
 
 FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
-#: Structure names -> pbpk region names (tumourN maps to itself).
+#: Structure names -> pbpk region names (tumourN maps to itself; tumour_rest is the PSMA
+#: model's lumped tumour compartment).
 STRUCTURE_REGIONS = {
     "kidney_left": "kidney", "kidney_right": "kidney", "kidney": "kidney", "liver": "liver",
     "spleen": "spleen", "parotid_left": "salivary", "parotid_right": "salivary",
     "submandibular_left": "salivary", "submandibular_right": "salivary", "salivary": "salivary",
     "lacrimal_left": "lacrimal", "lacrimal_right": "lacrimal", "lacrimal": "lacrimal",
     "red_marrow": "red_marrow", "bladder": "urine", "body": "remainder_of_body",
+    "tumour_rest": "tumour_rest",
 }
 
 
