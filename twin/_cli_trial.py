@@ -1,9 +1,171 @@
-"""Placeholder for the ``twin cohort`` and ``twin trial`` sub-commands (filled in by the cohort work)."""
+"""The ``twin cohort`` and ``twin trial`` sub-commands.
+
+Exit codes: 0 success, 1 bad input or a failed run (a plain-words message on stderr, no
+traceback), 2 usage errors (argparse), 130 interrupted (resume with ``--resume``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+_EPILOG_COHORT = """examples:
+  twin cohort --n 2000 --out out/cohort
+  twin cohort --n 100000 --agent PSMA-617 --activity-gbq 7.4 --cycles 6 --chunk-size 128 --out out/big
+  twin cohort --n 100000 --out out/big --resume            # continue after an interruption
+  twin cohort --n 1000000 --engine dask --scheduler-address tcp://10.0.0.1:8786 --out /shared/run1
+"""
+
+_EPILOG_TRIAL = """examples:
+  twin trial twin/trial/data/psma_kidney_limit.toml --out out/trial
+  twin trial my_trial.toml --out out/trial --resume --n 500
+writes summary.csv, exceedance.csv and trial.png next to the parquet parts.
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be > 0")
+    return v
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("execution")
+    g.add_argument("--chunk-size", type=_positive_int, default=None,
+                   help="patients per chunk (one parquet part each; default 128)")
+    g.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local: a process pool on this machine (default); dask: a Dask cluster")
+    g.add_argument("--workers", type=_positive_int, default=None,
+                   help="local engine: worker processes (default: one per CPU core)")
+    g.add_argument("--scheduler-address", default=None,
+                   help="dask engine: scheduler address, e.g. tcp://10.0.0.1:8786")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (same settings required)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cohort`` and ``trial`` sub-commands to the ``twin`` parser."""
+    c = subparsers.add_parser(
+        "cohort", help="simulate a virtual cohort under one schedule (parquet output)",
+        description="Simulate a virtual population (covariates + prior) under one fixed schedule: "
+                    "per patient TIA per region, organ and tumour doses, BED and limit flags, "
+                    "written as parquet chunk by chunk with a manifest; resumable.",
+        epilog=_EPILOG_COHORT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--n", type=_positive_int, default=1000, help="number of patients (default 1000)")
+    c.add_argument("--agent", default="PSMA-617",
+                   help="therapy ligand: PSMA-617, PSMA-I&T, DOTATATE, DOTATOC (default PSMA-617)")
+    c.add_argument("--activity-gbq", type=_positive_float, default=7.4, help="activity per cycle, GBq (7.4)")
+    c.add_argument("--cycles", type=_positive_int, default=1, help="number of cycles (1)")
+    c.add_argument("--interval-weeks", type=_positive_float, default=6.0, help="weeks between cycles (6)")
+    c.add_argument("--ligand-nmol", type=_positive_float, default=None,
+                   help="ligand per cycle, nmol (default: from the ligand's molar activity)")
+    c.add_argument("--female-fraction", type=float, default=0.0,
+                   help="fraction of women (SSTR agents only; default 0)")
+    c.add_argument("--seed", type=int, default=0, help="random seed of the population (0)")
+    c.add_argument("--out", default="out/cohort", help="output folder (default out/cohort)")
+    _engine_args(c)
+    c.set_defaults(func=_cohort)
+
+    t = subparsers.add_parser(
+        "trial", help="run a virtual trial from a TOML configuration",
+        description="Run a virtual trial (population, arms, limits) described in a TOML file; "
+                    "write the per-patient rows (parquet), summary tables (CSV) and plots (PNG).",
+        epilog=_EPILOG_TRIAL, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("config", help="trial configuration (TOML)")
+    t.add_argument("--out", default="out/trial", help="output folder (default out/trial)")
+    t.add_argument("--n", type=_positive_int, default=None, help="override [trial] n_patients")
+    _engine_args(t)
+    t.set_defaults(func=_trial)
+
+
+def _fail(message: str) -> int:
+    print(f"twin: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _run_guarded(fn) -> int:
+    import pbpk
+
+    try:
+        return fn()
+    except KeyboardInterrupt:
+        print("twin: interrupted; finished chunks are kept, continue with --resume", file=sys.stderr)
+        return 130
+    except pbpk.PBPKError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.strerror or exc} ({getattr(exc, 'filename', '') or ''})".strip())
+
+
+def _engine_kwargs(args) -> dict:
+    from twin.cohort import CohortConfigError
+
+    if args.engine == "dask" and not args.scheduler_address:
+        raise CohortConfigError("--engine dask needs --scheduler-address (e.g. tcp://10.0.0.1:8786).")
+    if args.engine == "local" and args.scheduler_address:
+        raise CohortConfigError("--scheduler-address is only used with --engine dask.")
+    return {"engine": args.engine, "workers": args.workers, "scheduler": args.scheduler_address,
+            "resume": args.resume, "progress": not args.no_progress}
+
+
+def _report(summary) -> None:
+    print(f"{summary.n_patients} patients in {summary.n_chunks} chunks: {summary.chunks_run} run now, "
+          f"{summary.chunks_skipped} already done; {summary.n_failed} failed solves")
+    if summary.chunks_run:
+        print(f"wall time {summary.wall_s:.1f} s, {summary.patients_per_s:.1f} patients/s "
+              f"({summary.engine}, {summary.workers} worker(s); includes start-up and compilation)")
+        from twin.cohort import load_manifest
+
+        last = load_manifest(summary.out_dir).get("last_run", {})
+        if last.get("patients_per_cpu_s_steady"):
+            print(f"after compilation: {last['patients_per_cpu_s_steady']:.0f} patients per CPU-second "
+                  f"(median over {last['chunks_timed']} chunks)")
+    print(f"results: {summary.out_dir}/parts/*.parquet, manifest: {summary.out_dir}/manifest.json")
+
+
+def _cohort(args: argparse.Namespace) -> int:
+    def go():
+        from twin.cohort import Population, run_cohort
+
+        pop = Population(agent=args.agent, female_fraction=args.female_fraction)
+        summary = run_cohort(args.out, args.n, population=pop, activity_gbq=args.activity_gbq,
+                             cycles=args.cycles, interval_weeks=args.interval_weeks,
+                             ligand_nmol=args.ligand_nmol, key=args.seed,
+                             chunk_size=args.chunk_size or 128, **_engine_kwargs(args))
+        _report(summary)
+        return 0
+
+    return _run_guarded(go)
+
+
+def _trial(args: argparse.Namespace) -> int:
+    def go():
+        import dataclasses
+
+        from twin.trial import load_trial_config, run_trial, write_trial_report
+
+        cfg = load_trial_config(args.config)
+        trial = cfg.trial if args.n is None else dataclasses.replace(cfg.trial, n_patients=args.n)
+        summary = run_trial(trial, args.out, chunk_size=args.chunk_size or cfg.chunk_size,
+                            **_engine_kwargs(args))
+        _report(summary)
+        paths = write_trial_report(args.out)
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
+
+    return _run_guarded(go)

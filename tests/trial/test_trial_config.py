@@ -1,0 +1,124 @@
+"""Trial TOML configuration and the cohort/trial CLI (parsing and errors; no simulation)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twin import _cli_trial
+from twin.trial import Arm, TrialConfigError, load_trial_config, parse_trial_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "twin" / "trial" / "data" / "psma_kidney_limit.toml"
+
+
+def test_example_config_parses():
+    cfg = load_trial_config(EXAMPLE)
+    t = cfg.trial
+    assert [a.name for a in t.arms] == ["fixed 7.4 GBq x 6", "stop at kidney BED 40 Gy", "activity to kidney 23 Gy"]
+    assert t.arms[1].limit.quantity == "bed" and t.arms[1].limit.limit_gy == 40.0
+    assert t.n_patients == 2000 and cfg.chunk_size == 128
+    assert t.population.prior["R_kidney"].cv == 0.6
+    assert dict(t.population.covariates)["age_y"].mean == 71.0
+
+
+def _minimal(**extra):
+    data = {"arms": [{"name": "fixed"}]}
+    data.update(extra)
+    return data
+
+
+def test_minimal_config_uses_defaults():
+    t = parse_trial_config(_minimal()).trial
+    assert t.arms == (Arm("fixed"),) and t.population.agent == "PSMA-617"
+
+
+@pytest.mark.parametrize("data, words", [
+    ({}, "missing key"),
+    ({"arms": [{"name": "a"}], "trail": {}}, "unknown key.*trail"),
+    (_minimal(trial={"n_patients": 0}), "n_patients"),
+    (_minimal(trial={"n_patients": 10, "sede": 1}), "unknown key.*sede"),
+    (_minimal(trial={"seed": "one"}), "seed"),
+    (_minimal(trial={"chunk_size": 0}), "chunk_size"),
+    ({"arms": [{"name": "a", "activity": 7.4}]}, r"arms\]\] #1.*unknown key.*activity"),
+    ({"arms": [{"name": "a", "activity_gbq": "7.4"}]}, "activity_gbq"),
+    ({"arms": [{"name": "a", "personalise": "cycles"}]}, "needs a limit"),
+    ({"arms": [{"name": "a", "personalise": "cycles", "limit": {"organ": "kidneys", "limit_gy": 40}}]},
+     "missing key.*quantity"),
+    ({"arms": [{"name": "a"}, {"name": "a"}]}, "unique"),
+    ({"arms": []}, "at least one arm"),
+    (_minimal(population={"agent": "PSMA-617", "female_fraction": 0.5}), "male"),
+    (_minimal(population={"covariates": {"age_y": {"distribution": "gamma"}}}), "distribution"),
+    (_minimal(population={"covariates": {"age_y": {"distribution": "normal", "mean": 70}}}), "missing key.*sd"),
+    (_minimal(population={"covariates": {"age": {"distribution": "fixed", "value": 70}}}), "unknown covariate"),
+    (_minimal(prior={"cv": {"R_kidny": 0.5}}), "R_kidny"),
+    (_minimal(prior={"cv": {"R_kidney": -0.5}}), "cv"),
+    (_minimal(limits=[{"organ": "kidneys", "quantity": "dose"}]), "missing key.*limit_gy"),
+])
+def test_bad_configs_say_what_is_wrong(data, words):
+    with pytest.raises(TrialConfigError, match=words):
+        parse_trial_config(data)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(TrialConfigError, match="does not exist"):
+        load_trial_config(tmp_path / "none.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[arms]\nname = 'x'\n")
+    with pytest.raises(TrialConfigError, match="not valid TOML"):
+        load_trial_config(bad)
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="twin")
+    sub = p.add_subparsers(dest="command", required=True)
+    _cli_trial.register(sub)
+    return p
+
+
+def test_cli_help_and_defaults(capsys):
+    for cmd in ("cohort", "trial"):
+        with pytest.raises(SystemExit) as e:
+            _parser().parse_args([cmd, "--help"])
+        assert e.value.code == 0
+        assert "--resume" in capsys.readouterr().out
+    args = _parser().parse_args(["cohort"])
+    assert (args.n, args.agent, args.activity_gbq, args.engine, args.out) == (1000, "PSMA-617", 7.4, "local", "out/cohort")
+
+
+@pytest.mark.parametrize("argv", [["cohort", "--n", "0"], ["cohort", "--engine", "spark"],
+                                  ["cohort", "--activity-gbq", "-1"], ["trial"]])
+def test_cli_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        _parser().parse_args(argv)
+    assert e.value.code == 2
+
+
+def test_cli_input_errors_exit_1_without_traceback(tmp_path, capsys):
+    p = _parser()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[arms]]\nname = "a"\nactivity_gbq = 7400\n')
+    args = p.parse_args(["trial", str(bad), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "GBq" in err and "Traceback" not in err
+    args = p.parse_args(["cohort", "--engine", "dask", "--out", str(tmp_path / "c")])
+    assert args.func(args) == 1
+    assert "--scheduler-address" in capsys.readouterr().err
+    args = p.parse_args(["cohort", "--agent", "PSMA-617", "--female-fraction", "0.5", "--out", str(tmp_path / "c")])
+    assert args.func(args) == 1
+    assert "female_fraction" in capsys.readouterr().err
+
+
+def test_cli_input_error_in_a_real_process(tmp_path):
+    """Through python -m twin when the twin command registers these sub-commands."""
+    code = ("import argparse, sys; from twin import _cli_trial; p = argparse.ArgumentParser(prog='twin'); "
+            "s = p.add_subparsers(dest='c', required=True); _cli_trial.register(s); "
+            "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
+    r = subprocess.run([sys.executable, "-c", code, "trial", str(tmp_path / "missing.toml")],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1
+    assert "does not exist" in r.stderr and "Traceback" not in r.stderr

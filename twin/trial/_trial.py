@@ -1,0 +1,194 @@
+"""Virtual trials: a population, arms and limits, run chunk by chunk by the cohort runner."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import pbpk
+from twin.cohort._errors import CohortConfigError
+from twin.cohort._kinetics import TIME_GRID_H, chunk_kinetics
+from twin.cohort._population import COVARIATES, Population, PreparedPopulation, key_data, prepare
+from twin.cohort._runner import RunSummary, run_chunks
+from twin.trial._arms import Arm, Limit, default_limits, evaluate_arm
+
+__all__ = ["Trial", "TrialTask", "run_trial"]
+
+_MAX_PATIENTS = 10**9
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A virtual trial: arms given to every patient of a population (a crossover in silico).
+
+    Parameters
+    ----------
+    arms: the arms (:class:`Arm`), unique names.
+    population: the virtual population (:class:`twin.cohort.Population`).
+    n_patients: number of virtual patients (each gets every arm).
+    key: integer seed or ``jax.random`` key; the same key gives the same patients and results.
+    limits: organ-at-risk limits reported as fractions exceeding (default: ``twin.dose``'s
+        shipped limits without risk factors: kidneys 23 Gy, kidney BED 40 Gy, red marrow 2 Gy,
+        salivary glands 25 Gy).
+    name: a label for tables and plots.
+    """
+
+    arms: tuple[Arm, ...]
+    population: Population = field(default_factory=Population)
+    n_patients: int = 1000
+    key: object = 0
+    limits: tuple[Limit, ...] | None = None
+    name: str = "virtual trial"
+
+    def __post_init__(self):
+        arms = tuple(self.arms) if isinstance(self.arms, (list, tuple)) else (self.arms,)
+        if not arms or not all(isinstance(a, Arm) for a in arms):
+            raise CohortConfigError("a trial needs one or more arms (twin.trial.Arm).")
+        names = [a.name for a in arms]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise CohortConfigError(f"arm names must be unique; repeated: {', '.join(dup)}.")
+        object.__setattr__(self, "arms", arms)
+        if not isinstance(self.population, Population):
+            raise CohortConfigError("population must be a twin.cohort.Population.")
+        n = self.n_patients
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= _MAX_PATIENTS:
+            raise CohortConfigError(f"n_patients = {n!r} must be a whole number from 1 to {_MAX_PATIENTS}.")
+        object.__setattr__(self, "n_patients", int(n))
+        object.__setattr__(self, "key", tuple(int(k) for k in key_data(self.key)))
+        limits = default_limits() if self.limits is None else tuple(self.limits)
+        if not all(isinstance(lim, Limit) for lim in limits):
+            raise CohortConfigError("limits must be twin.trial.Limit objects.")
+        object.__setattr__(self, "limits", limits)
+
+
+def _ligand_nmol(arm: Arm, population: Population) -> float:
+    if arm.ligand_nmol is not None:
+        return arm.ligand_nmol
+    lig = pbpk.get_ligand(population.agent)
+    return arm.activity_gbq * 1000.0 / lig.molar_activity_mbq_per_nmol
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """One trial as chunks for :func:`twin.cohort.run_chunks` (picklable, pure per chunk)."""
+
+    prepared: PreparedPopulation
+    arms: tuple[Arm, ...]
+    limits: tuple[Limit, ...]
+    key: tuple[int, int]
+    n_patients: int
+    chunk_size: int
+    include_tia: bool = False
+    rtol: float = 1e-6
+    atol: float = 1e-9
+    name: str = "virtual trial"
+
+    @property
+    def n_chunks(self) -> int:
+        return math.ceil(self.n_patients / self.chunk_size)
+
+    @property
+    def rows_per_patient(self) -> int:
+        return len(self.arms)
+
+    def rows_in_chunk(self, chunk: int) -> int:
+        start = chunk * self.chunk_size
+        return (min(start + self.chunk_size, self.n_patients) - start) * len(self.arms)
+
+    def fingerprint(self) -> dict:
+        return {
+            "kind": "trial/1",
+            "name": self.name,
+            "population": self.prepared.population.to_dict(),
+            "arms": [a.to_dict() for a in self.arms],
+            "limits": [{"organ": x.organ, "quantity": x.quantity, "limit_gy": x.limit_gy} for x in self.limits],
+            "key": list(self.key),
+            "n_patients": self.n_patients,
+            "chunk_size": self.chunk_size,
+            "include_tia": self.include_tia,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "time_grid_h": list(TIME_GRID_H),
+        }
+
+    def run_chunk(self, chunk: int):
+        import pyarrow as pa
+
+        if not 0 <= chunk < self.n_chunks:
+            raise CohortConfigError(f"chunk {chunk} is outside 0..{self.n_chunks - 1}.")
+        start = chunk * self.chunk_size
+        ids = np.arange(start, min(start + self.chunk_size, self.n_patients), dtype=np.int64)
+        pop = self.prepared.population
+        kin = {}
+        for nmol in sorted({_ligand_nmol(a, pop) for a in self.arms}):
+            kin[nmol] = chunk_kinetics(self.prepared, np.asarray(self.key, np.uint32), ids,
+                                       activity_mbq=1000.0, ligand_nmol=nmol,
+                                       chunk_size=self.chunk_size, rtol=self.rtol, atol=self.atol)
+        parts = []
+        for arm in self.arms:
+            k = kin[_ligand_nmol(arm, pop)]
+            d = k.draw
+            cols: dict[str, np.ndarray] = {
+                "patient_id": ids,
+                "arm": np.full(ids.size, arm.name, dtype=object),
+                "status": k.status,
+                "sex": np.where(d["female"], "female", "male").astype(object),
+            }
+            for c in COVARIATES:
+                cols[c] = d[c]
+            cols["gfr_ml_min"] = d["gfr_ml_min"]
+            cols["ligand_nmol_per_cycle"] = np.full(ids.size, k.ligand_nmol)
+            for j, o in enumerate(k.organs):
+                cols[f"{o}_dose_gy_per_gbq"] = k.dose_gy[:, j]
+                cols[f"{o}_g_factor"] = k.g_factor[:, j]
+            ends = evaluate_arm(arm, k.organs, k.dose_gy, k.g_factor, k.alpha_beta_gy, self.limits)
+            cols.update(ends)
+            if self.include_tia:
+                a = ends["activity_per_cycle_gbq"]
+                for j, r in enumerate(k.body_regions):
+                    cols[f"tia_{r}_mbq_h_per_cycle"] = k.tia_mbq_h[:, j] * a
+            parts.append(pa.table({c: pa.array(v) for c, v in cols.items()}))
+        return pa.concat_tables(parts)
+
+
+def run_trial(trial: Trial, out_dir: str | os.PathLike, *, chunk_size: int = 128,
+              engine: str = "local", workers: int | None = None, scheduler=None,
+              resume: bool = False, progress: bool = True, include_tia: bool = False,
+              rtol: float = 1e-6) -> RunSummary:
+    """Run a trial into ``out_dir`` (parquet parts + manifest); see :func:`twin.cohort.run_chunks`.
+
+    Every patient gets every arm; one row per patient and arm. Read the rows with
+    :func:`twin.cohort.read_results` and summarise with :func:`twin.trial.summarise`.
+    """
+    if not isinstance(trial, Trial):
+        raise CohortConfigError("run_trial needs a twin.trial.Trial.")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or not 1 <= chunk_size <= 100_000:
+        raise CohortConfigError(f"chunk_size = {chunk_size!r} must be a whole number from 1 to 100000.")
+    if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
+        raise CohortConfigError(f"rtol = {rtol!r} must be a float between 1e-12 and 1e-3.")
+    task = TrialTask(prepare(trial.population), trial.arms, trial.limits, trial.key, trial.n_patients,
+                     int(chunk_size), bool(include_tia), rtol, 1e-9, trial.name)
+    return run_chunks(task, out_dir, engine=engine, workers=workers, scheduler=scheduler,
+                      resume=resume, progress=progress)
+
+
+def run_cohort(out_dir: str | os.PathLike, n_patients: int, *, population: Population | None = None,
+               activity_gbq: float = 7.4, cycles: int = 1, interval_weeks: float = 6.0,
+               ligand_nmol: float | None = None, key=0, chunk_size: int = 128,
+               engine: str = "local", workers: int | None = None, scheduler=None,
+               resume: bool = False, progress: bool = True) -> RunSummary:
+    """Simulate a cohort under one fixed schedule: per patient TIA per region, doses and BED.
+
+    One row per patient with the covariates, ``status``, per-cycle TIA (MBq h) of every body
+    region, per-GBq doses, G-factors and the cumulative doses, BEDs and limit flags of
+    ``cycles`` x ``activity_gbq``. See :func:`run_trial` for the engine arguments.
+    """
+    arm = Arm("schedule", activity_gbq=activity_gbq, cycles=cycles, interval_weeks=interval_weeks,
+              ligand_nmol=ligand_nmol)
+    trial = Trial((arm,), population or Population(), n_patients, key, name="cohort")
+    return run_trial(trial, out_dir, chunk_size=chunk_size, engine=engine, workers=workers,
+                     scheduler=scheduler, resume=resume, progress=progress, include_tia=True)
