@@ -8,14 +8,15 @@ only on the kernel size), 'same' output, in one run:
   per geometry, as in use; the plan time is reported separately as ``plan_s``);
 * ``scipy_s``: ``scipy.signal.fftconvolve(tia, kernel, mode="same")`` inside
   ``scipy.fft.set_workers(2)``;
-* ``ratio``: ``scipy_s / ours_s`` (> 1: ours is faster);
+* ``ratio``: ``scipy_s / ours_s`` (> 1: ours is faster); ``ratio_median_of_pairs`` is the
+  median over the interleaved (ours, scipy) pairs of their ratio;
 * ``grad_s``: ``jax.grad`` of ``0.5 * sum((dose - target)**2)`` with respect to the TIA map,
   jitted (one forward and one adjoint convolution);
 * ``peak_rss_mb``: peak resident memory of the process during our forward calls (the JAX
   runtime and the input arrays included); ``scipy_peak_rss_mb`` the same for scipy.
 
-Each case runs in a fresh child process; ours and scipy calls alternate, so that load from other
-processes on the machine hits both alike. Times are medians of ``REPEATS`` warm calls; the
+Each case runs in a fresh child process; ours, scipy and gradient calls alternate, so that load
+from other processes on the machine hits all three alike. Times are medians of ``REPEATS`` warm calls; the
 ``*_min_s`` fields give the fastest call and ``*_cpu_s`` the median CPU time (user + system, all
 threads), which other processes on a shared machine disturb less than wall time.
 Writes ``benchmarks/results/bench_dose.json``.
@@ -125,8 +126,9 @@ def run_case(grid: int, size: int) -> dict:
         return r.ru_utime + r.ru_stime
 
     baseline_mb = _rss_mb("VmRSS")
+    load_before = os.getloadavg()[0]
     t_ours, t_scipy, t_grad = [], [], []
-    c_ours, c_scipy = [], []
+    c_ours, c_scipy, c_grad = [], [], []
     peak_ours, peak_scipy, peak_grad = 0.0, 0.0, 0.0
     for _ in range(REPEATS):
         _reset_peak()
@@ -145,11 +147,12 @@ def run_case(grid: int, size: int) -> dict:
         c_scipy.append(cpu() - c)
         del out
         peak_scipy = max(peak_scipy, _rss_mb("VmHWM"))
-    for _ in range(REPEATS):
         _reset_peak()
+        c = cpu()
         t = time.perf_counter()
         out = grad()
         t_grad.append(time.perf_counter() - t)
+        c_grad.append(cpu() - c)
         del out
         peak_grad = max(peak_grad, _rss_mb("VmHWM"))
     ours_s = float(np.median(t_ours))
@@ -158,6 +161,7 @@ def run_case(grid: int, size: int) -> dict:
         "ours_s": round(ours_s, 4),
         "scipy_s": round(scipy_s, 4),
         "ratio": round(scipy_s / ours_s, 3),
+        "ratio_median_of_pairs": round(float(np.median(np.array(t_scipy) / np.array(t_ours))), 3),
         "grad_s": round(float(np.median(t_grad)), 4),
         "grad_over_forward": round(float(np.median(t_grad)) / ours_s, 3),
         "peak_rss_mb": round(peak_ours, 1),
@@ -170,12 +174,15 @@ def run_case(grid: int, size: int) -> dict:
         "ours_cpu_s": round(float(np.median(c_ours)), 4),
         "scipy_cpu_s": round(float(np.median(c_scipy)), 4),
         "ratio_cpu": round(float(np.median(c_scipy)) / float(np.median(c_ours)), 3),
+        "grad_cpu_s": round(float(np.median(c_grad)), 4),
+        "grad_over_forward_cpu": round(float(np.median(c_grad)) / float(np.median(c_ours)), 3),
         "plan_s": round(plan_s, 4),
         "fft_shape": list(plan.fft_shape),
         "kernel_shape": list(kernel.shape),
         "spectrum_dtype": str(plan.spectrum.dtype),
         "max_rel_diff_vs_scipy": rel_err,
         "repeats": REPEATS,
+        "load_avg_1min_before": load_before,
         "load_avg_1min_after": os.getloadavg()[0],
     }
 

@@ -80,6 +80,40 @@ def test_symmetric_kernel_has_real_float32_spectrum():
     plan = make_dose_plan(lanconelli_kernel("Lu-177", 4.42), (40, 40, 40))
     assert plan.spectrum.dtype == jnp.float32
     assert all(f >= n + 5 for f, n in zip(plan.fft_shape, plan.shape))
+    # one 2-D (y, z) spectrum per kernel x-plane
+    assert plan.spectrum.shape == (11, plan.fft_shape[1], plan.fft_shape[2] // 2 + 1)
+
+
+def _mirror_symmetric(values):
+    for axis in range(3):
+        values = values + np.flip(values, axis=axis)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("kernel_shape", "shape", "symmetric"),
+    [
+        # several 16-plane chunks in the loop, a ragged last chunk, chunks reading past the end
+        ((11, 11, 11), (71, 20, 18), True),
+        ((9, 5, 7), (64, 12, 10), False),
+        # kernel half-width along x (20) larger than a chunk (16 planes)
+        ((41, 3, 5), (50, 9, 11), True),
+        ((41, 3, 5), (50, 9, 11), False),
+        ((7, 7, 7), (16, 8, 8), True),  # exactly one chunk
+    ],
+)
+def test_streamed_convolution_and_adjoint_match_scipy(kernel_shape, shape, symmetric):
+    values = RNG.random(kernel_shape)
+    if symmetric:
+        values = _mirror_symmetric(values)
+    kernel = DoseKernel(values, (3.0, 3.0, 3.0), "custom", "soft", 1.04, "random test kernel")
+    assert kernel.is_symmetric == symmetric
+    plan = make_dose_plan(kernel, shape)
+    tia = RNG.gamma(2.0, 5.0, size=shape).astype(np.float32)
+    assert _rel(voxel_dose(tia, plan), _ref(tia, values)) < 1e-5
+    w = RNG.random(shape)
+    grad = jax.grad(lambda x: jnp.sum(voxel_dose(x, plan) * w))(jnp.asarray(tia))
+    assert _rel(grad, scipy.signal.correlate(w, values, mode="same")) < 1e-5
 
 
 def test_float32_kept_under_x64():

@@ -8,28 +8,43 @@ Implementation
 --------------
 * Real FFTs in JAX, float32 by explicit dtype (``import pbpk`` turns on x64; nothing here is
   promoted to float64).
-* The kernel spectrum is computed once per geometry by :func:`make_dose_plan`; a call then does
-  one forward and one inverse real FFT. For a mirror-symmetric kernel (every Lanconelli and
-  local-deposition kernel) the spectrum is real, which halves its memory.
+* Mixed transform: 2-D real FFTs over (y, z), a direct convolution along x. The output plane
+  ``x`` is ``sum_d K_d * F_{x-d}`` with ``F_p`` the 2-D spectrum of input plane ``p`` and
+  ``K_d`` that of kernel plane ``d`` (``|d| <= h``, ``h`` = kernel half-width). The ``K_d``
+  are computed once per geometry by :func:`make_dose_plan`. Compared with a 3-D FFT this
+  drops the two transforms along x (XLA's CPU FFT runs on one thread, while the ``2h + 1``-tap
+  sum over planes is an elementwise fusion that XLA runs on all cores) and the padding along
+  x. For a mirror-symmetric kernel (every Lanconelli and local-deposition kernel) the ``K_d``
+  are real and ``K_d = K_-d``, so the taps are paired.
+* Streaming along x: planes are transformed ``_CHUNK_PLANES`` (16) at a time inside one
+  ``lax.fori_loop``, carrying the spectra of the ``2h`` planes that consecutive chunks share,
+  so every plane is transformed once and the inverse transform and crop go straight into the
+  output. The temporaries are a few MB and reused by the loop; the previous whole-grid 3-D
+  FFT allocated ~300 MB of fresh buffers per call (XLA allocates anew on every call and the
+  kernel zeroes fresh pages, ~0.14 s of CPU at 256^3), now only the 64 MB output is fresh.
 * Padding: the output is the 'same'-size linear convolution (zero activity outside the grid).
-  A circular convolution of length ``L`` reproduces it exactly when ``L >= n + h`` along every
-  axis (``h`` = kernel half-width, ``n`` = grid size): the wrap-around then only lands in the
-  cropped part. ``L`` is rounded up to a 7-smooth length (fast FFT), not to the ``n + 2h``
-  of a full linear convolution.
+  Along y and z a circular convolution of length ``L`` reproduces it exactly when
+  ``L >= n + h`` (``n`` = grid size): the wrap-around then only lands in the cropped part.
+  ``L`` is rounded up to a 7-smooth length (fast FFT), not to the ``n + 2h`` of a full linear
+  convolution. Along x the direct sum needs no padding (planes outside the grid are zero).
 * ``jax.grad`` / ``jax.vjp`` with respect to the TIA map use a custom rule: the adjoint of the
-  convolution is a correlation, i.e. the same operation with the conjugate spectrum, so the
-  gradient costs one more convolution and nothing else. Forward-mode (``jax.jvp`` /
+  convolution is a correlation, i.e. the same operation with the mirrored kernel (planes
+  reversed, spectra conjugated; a symmetric kernel is its own adjoint), so the gradient costs
+  one more convolution and nothing else. Forward-mode (``jax.jvp`` /
   ``jax.jacfwd``) is not available through this rule; the map is linear, so the JVP along a
   tangent ``t`` is simply ``voxel_dose(t, plan)``. The plan (kernel) is not differentiable.
 
-Performance (``benchmarks/bench_dose.py``, 2-core CPU): 128^3 x 11^3 in 28 ms (scipy
-``fftconvolve`` with 2 workers: 66 ms); 256^3 x 11^3 or 21^3 in 0.18 s on a quiet machine and
-0.32 s of CPU time (scipy: 0.23 s, 0.39-0.43 s CPU); the gradient costs 1.8 forward calls. At
-256^3 about 0.14 s of the CPU time is the kernel zeroing fresh pages: XLA allocates its
-buffers (two 75 MB temporaries, the 64 MB output, the FFT library's 75 MB scratch) anew on
-every call, while buffers under 32 MB are recycled by the C allocator; that is why the smaller
-grid gains more. Splitting the work into small buffers did not pay (the extra transposes cost
-as much as the page faults they save).
+Performance (``benchmarks/bench_dose.py``, 2-core CPU shared with other jobs, load average
+16-23 during the run): 256^3 x 11^3 in 0.26 s of CPU time, 256^3 x 21^3 in 0.34 s (the
+3-D FFT version: 0.33 and 0.35 s; scipy ``fftconvolve`` with 2 workers: 0.36-0.40 and
+0.40-0.54 s on a quieter machine), 128^3 x 11^3 in 25 ms; interleaved wall-time ratios to
+scipy 3.5-4.2 under that load, where scipy's two workers compete with the other jobs. The
+gradient costs 2.0-2.2 forward calls (two convolutions plus the loss residual). Limits: XLA's
+CPU FFT is single-threaded (the FFT thunk passes no thread pool to the FFT library) and
+independent FFTs or loops in one program were not observed to run concurrently, so on an idle
+machine, where scipy's two workers both run, the gain over scipy is smaller (estimated from
+CPU times: about 1.1x for 11^3 and 1.5x for 21^3). The ``2h + 1``-tap sum costs about as
+much as the x-axis FFTs it replaces at 21^3, half as much at 11^3.
 """
 
 from __future__ import annotations
@@ -111,7 +126,7 @@ def _fast_len(n: int) -> int:
 @jax.tree_util.register_pytree_node_class
 @dataclass(frozen=True, eq=False)
 class VoxelDosePlan:
-    """A kernel prepared for one voxel grid: its FFT length and spectrum, computed once.
+    """A kernel prepared for one voxel grid: its FFT lengths and plane spectra, computed once.
 
     Pass the plan as an argument of your own jitted functions (it is a JAX pytree whose only
     array leaf is the spectrum) rather than closing over it.
@@ -123,9 +138,13 @@ class VoxelDosePlan:
     shape : tuple of 3 ints
         Grid shape of the TIA / dose maps.
     fft_shape : tuple of 3 ints
-        Padded FFT length along each axis (>= shape + kernel half-width).
+        Extent of the linear convolution along x (``shape[0]`` + kernel half-width; x is
+        convolved directly, without a transform) and the padded FFT lengths along y and z
+        (>= shape + kernel half-width).
     spectrum : jax.Array
-        ``rfftn`` of the wrapped kernel: float32 (real) for a symmetric kernel, else complex64.
+        ``rfft2`` over (y, z) of each x-plane of the wrapped kernel, shape
+        ``(2 h_x + 1, fft_shape[1], fft_shape[2] // 2 + 1)``: float32 (real) for a symmetric
+        kernel, else complex64.
     """
 
     kernel: DoseKernel
@@ -210,11 +229,12 @@ def make_dose_plan(
     # offsets beyond n - 1 voxels never reach a voxel of the grid: crop them
     crop = tuple(min(h, n - 1) for h, n in zip(halves, grid))
     values = values[tuple(slice(h - c, h + c + 1) for h, c in zip(halves, crop))]
-    fft_shape = tuple(_fast_len(n + c) for n, c in zip(grid, crop))
-    wrapped = np.zeros(fft_shape, dtype=np.float32)
-    wrapped[tuple(slice(0, 2 * c + 1) for c in crop)] = values.astype(np.float32)
-    wrapped = np.roll(wrapped, tuple(-c for c in crop), axis=(0, 1, 2))
-    spectrum = scipy.fft.rfftn(wrapped, workers=-1)
+    # x is convolved directly (no transform), y and z by zero-padded real FFTs
+    fft_shape = (grid[0] + crop[0],) + tuple(_fast_len(n + c) for n, c in zip(grid[1:], crop[1:]))
+    wrapped = np.zeros((2 * crop[0] + 1, *fft_shape[1:]), dtype=np.float64)
+    wrapped[:, : 2 * crop[1] + 1, : 2 * crop[2] + 1] = values
+    wrapped = np.roll(wrapped, (-crop[1], -crop[2]), axis=(1, 2))
+    spectrum = scipy.fft.rfft2(wrapped, axes=(1, 2), workers=-1)
     if kernel.is_symmetric:
         spectrum = np.ascontiguousarray(spectrum.real, dtype=np.float32)
     else:
@@ -222,11 +242,98 @@ def make_dose_plan(
     return VoxelDosePlan(kernel, grid, fft_shape, jnp.asarray(spectrum))
 
 
-def _convolve_impl(x: jax.Array, spectrum: jax.Array, fft_shape: tuple[int, int, int]):
+_CHUNK_PLANES = 16  # x-planes per batch of 2-D FFTs (buffers of a few MB, reused in a loop)
+
+
+def _plane_spectra(x: jax.Array, lo: int, hi: int, lengths: tuple[int, int]) -> jax.Array:
+    """2-D real FFT (zero-padded to ``lengths``) of the x-planes ``lo .. hi - 1`` of ``x``;
+    planes outside the grid are zero. ``lo`` and ``hi`` are static."""
+    n0 = x.shape[0]
+    freq = (lengths[0], lengths[1] // 2 + 1)
+    a, b = min(max(lo, 0), hi), max(min(hi, n0), lo)
+    b = max(a, b)
+    pieces = []
+    if a > lo:
+        pieces.append(jnp.zeros((a - lo, *freq), jnp.complex64))
+    if b > a:
+        pieces.append(jnp.fft.rfft2(x[a:b], s=lengths).astype(jnp.complex64))
+    if hi > b:
+        pieces.append(jnp.zeros((hi - b, *freq), jnp.complex64))
+    if len(pieces) == 1:
+        return pieces[0]
+    if not pieces:
+        return jnp.zeros((0, *freq), jnp.complex64)
+    return jnp.concatenate(pieces, axis=0)
+
+
+def _mix(window: jax.Array, spectrum: jax.Array, planes: int) -> jax.Array:
+    """The convolution along x, done directly on the 2-D spectra of the planes.
+
+    ``window`` holds the spectra of input planes ``p - c .. p + planes + c - 1``; output plane
+    ``p + j`` is ``sum_d spectrum[d + c] * window[j + c - d]`` for ``d = -c .. c``. One
+    elementwise XLA fusion (multi-threaded). A real spectrum comes from a mirror-symmetric
+    kernel (``spectrum[c + d] == spectrum[c - d]``): the taps are paired, halving the
+    multiplications."""
+    c = spectrum.shape[0] // 2
+    if jnp.iscomplexobj(spectrum):
+        acc = spectrum[2 * c] * window[0:planes]
+        for e in range(1, 2 * c + 1):
+            acc = acc + spectrum[2 * c - e] * window[e : e + planes]
+        return acc
+    re, im = jnp.real(window), jnp.imag(window)
+    acc_r = spectrum[c] * re[c : c + planes]
+    acc_i = spectrum[c] * im[c : c + planes]
+    for e in range(c):
+        k, f = spectrum[e], 2 * c - e
+        acc_r = acc_r + k * (re[e : e + planes] + re[f : f + planes])
+        acc_i = acc_i + k * (im[e : e + planes] + im[f : f + planes])
+    return jax.lax.complex(acc_r, acc_i)
+
+
+def _stream(x, spectrum, lengths, lo: int, hi: int) -> jax.Array:
+    """Output planes ``lo .. hi - 1`` of the convolution, ``_CHUNK_PLANES`` planes at a time.
+
+    The carry holds the spectra of the ``2c`` input planes that the next chunk shares with
+    this one, so every input plane is transformed once; a loop (not unrolled code) keeps the
+    temporaries at the size of one chunk, which the C allocator recycles between calls."""
     n0, n1, n2 = x.shape
-    spec_x = jnp.fft.rfftn(x, s=fft_shape)
-    y = jnp.fft.irfftn(spec_x * spectrum, s=fft_shape)
-    return y[:n0, :n1, :n2]
+    c = spectrum.shape[0] // 2
+    size = _CHUNK_PLANES
+    count = hi - lo
+    full = count // size
+    # chunks whose new input planes lie inside the grid run in the loop; the rest (the ragged
+    # last chunk and those reaching past the grid end, which read zero planes) run unrolled
+    looped = max(0, min(full, (n0 - c - lo) // size))
+    out = jnp.zeros((count, n1, n2), jnp.float32)
+    carry = _plane_spectra(x, lo - c, lo + c, lengths)
+
+    def chunk(start_rel, planes, new, carry, out):
+        window = jnp.concatenate([carry, new], axis=0)
+        y = jnp.fft.irfft2(_mix(window, spectrum, planes), s=lengths)
+        out = jax.lax.dynamic_update_slice_in_dim(out, y[:, :n1, :n2], start_rel, 0)
+        return window[planes:], out
+
+    if looped:
+
+        def body(i, state):
+            carry, out = state
+            first = lo + c + i * size
+            planes = jax.lax.dynamic_slice_in_dim(x, first, size, 0)
+            new = jnp.fft.rfft2(planes, s=lengths).astype(jnp.complex64)
+            return chunk(i * size, size, new, carry, out)
+
+        carry, out = jax.lax.fori_loop(0, looped, body, (carry, out))
+    start = looped * size
+    while start < count:
+        planes = min(size, count - start)
+        new = _plane_spectra(x, lo + start + c, lo + start + c + planes, lengths)
+        carry, out = chunk(start, planes, new, carry, out)
+        start += planes
+    return out
+
+
+def _convolve_impl(x: jax.Array, spectrum: jax.Array, fft_shape: tuple[int, int, int]):
+    return _stream(x, spectrum, (fft_shape[1], fft_shape[2]), 0, x.shape[0])
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -239,7 +346,9 @@ def _convolve_fwd(x, spectrum, fft_shape):
 
 
 def _convolve_bwd(fft_shape, spectrum, cotangent):
-    adjoint = spectrum if not jnp.iscomplexobj(spectrum) else jnp.conj(spectrum)
+    # correlation: the kernel mirrored, i.e. planes reversed and (y, z) spectra conjugated;
+    # a real spectrum belongs to a mirror-symmetric kernel, which is its own adjoint
+    adjoint = spectrum if not jnp.iscomplexobj(spectrum) else jnp.conj(spectrum[::-1])
     return _convolve_impl(cotangent.astype(jnp.float32), adjoint, fft_shape), None
 
 
@@ -260,10 +369,10 @@ def _dose_jit(x, spectrum, density, rho_ref, fft_shape):
 
 @functools.partial(jax.jit, static_argnames=("fft_shape", "rho_ref"))
 def _dose_checked_jit(x, spectrum, density, rho_ref, fft_shape):
-    # one fused reduction: NaN / inf count as negative (XLA's min may skip NaN)
-    return _dose(x, spectrum, density, rho_ref, fft_shape), jnp.min(
-        jnp.where(jnp.isfinite(x), x, -jnp.inf)
-    )
+    # two plain reductions of x (no 64 MB temporary): the minimum, and the sum, which is
+    # NaN / inf if any value is (XLA's min may skip NaN); a non-finite map reports NaN
+    low = jnp.where(jnp.isfinite(jnp.sum(x)), jnp.min(x), jnp.nan)
+    return _dose(x, spectrum, density, rho_ref, fft_shape), low
 
 
 @functools.partial(jax.jit, static_argnames=("fft_shape", "rho_ref"))
