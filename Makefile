@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?= -n auto
 
-.PHONY: demo test test-slow bench lint clean
+.PHONY: demo test test-slow bench validate vtt lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,9 +26,19 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_dose.py
+	$(PY) benchmarks/bench_calibration.py
+	$(PY) benchmarks/bench_mbam.py
+
+# Validation report (verification, dosimetry, clinical comparison) under benchmarks/results/validation/
+validate: $(STAMP)
+	$(PY) benchmarks/validate.py
+
+# Virtual theranostic trial benchmark: benchmarks/results/vtt.json and a figure
+vtt: $(STAMP)
+	$(PY) benchmarks/vtt.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pbpk mbam calibration twin tests benchmarks
+	$(VENV)/bin/ruff check pbpk mbam calibration twin tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
