@@ -1,27 +1,30 @@
-"""The demo behind `make demo`: runs, writes its table and plot, numbers consistent."""
+"""`twin demo` (behind `make demo`): the embedded virtual patient end to end, small settings."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import pandas as pd
 
 from twin.cli import main
 
-# 177Lu electron-only self-dose: 0.0853 Gy kg per GBq h (shared/reference/README.md)
-GY_KG_PER_GBQ_H = 0.0853
 
-
-def test_demo_writes_table_and_plot(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+def test_demo_end_to_end_writes_report(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--draws", "64", "--voxel-draws", "4", "--cycles", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "TIA (MBq h)" in printed and "%IA at 24 h" in printed and "Gy/GBq" in printed
-    table = pd.read_csv(tmp_path / "demo_tia.csv", index_col="region")
-    assert (tmp_path / "demo_time_activity.png").stat().st_size > 10_000
-    kidney = table.loc["kidney"]
-    # MIRD kidney dose (self electrons + photons + cross-dose) exceeds the electron-only
-    # self-dose TIA x 0.0853 / 0.310 kg by a few per cent at most
-    electron_only = kidney["TIA/A0 (h)"] * GY_KG_PER_GBQ_H / 0.310
-    assert electron_only <= kidney["dose/A0 (Gy/GBq)"] <= 1.1 * electron_only
-    # the percentages of injected activity (not decay-corrected) at 1 h sum to exp(-lambda 1h)
-    lam = np.log(2) / (6.647 * 24)
-    np.testing.assert_allclose(table["%IA at 1 h"].sum(), 100 * np.exp(-lam), rtol=1e-5)  # csv: 6 digits
+    assert "Personalised activity" in printed and "timings (s)" in printed
+    rep = tmp_path / "report"
+    meta = json.loads((rep / "report.json").read_text())
+    assert meta["therapy_agent"] == "PSMA-617" and meta["calibration"]["method"] == "laplace"
+    assert meta["total_activity_gbq"] == 2 * 7.4
+    esc = meta["escalation"]
+    assert esc["n_cycles"] == 2 and esc["activity_gbq_per_cycle"] > 0
+    # the personalised activity keeps kidney BED <= 40 Gy with probability >= 0.95 (its own table)
+    kid = next(c for c in esc["constraints"] if c["organ"] == "kidneys")
+    assert kid["probability_within"] >= 0.95 or esc["at_upper_bound"]
+    doses = pd.read_csv(rep / "organ_doses.csv", index_col="region")
+    # Gy/GBq times the administered GBq gives back the median dose
+    k = doses.loc["kidney"]
+    assert abs(k["dose_median_gy_per_gbq"] * 14.8 - k["dose_q50_gy"]) <= 1e-4 * k["dose_q50_gy"]
+    for name in ("tac.png", "dose_map.pdf", "dvh.png", "escalation.png", "report.pdf"):
+        assert (rep / name).stat().st_size > 1000

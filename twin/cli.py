@@ -1,36 +1,261 @@
-"""The ``twin`` command line."""
+"""The ``twin`` command line: demo, plan, phantom (and cohort, trial, reduce when installed).
+
+Exit codes: 0 success, 1 bad input or a failed computation (the message on stderr, in plain
+words, without a traceback), 2 usage errors (argparse), 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
+
+log = logging.getLogger("twin")
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return v
+
+
+def _probability(text: str) -> float:
+    v = _positive_float(text)
+    if not v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1 (e.g. 0.95)")
+    return v
+
+
+def _print_summary(pred, esc, report_dir) -> None:
     import pandas as pd
 
+    table = pred.dose_table()
+    cols = [c for c in table.columns if c.startswith("dose_q") or c in ("dose_median_gy_per_gbq",)]
+    cols += [c for c in table.columns if c.startswith("bed_q50")]
+    regions = [r for r in ("kidney", "salivary", "lacrimal", "red_marrow", "liver", "spleen")
+               if r in table.index] + [r for r in table.index if r.startswith("tumour")]
+    with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 140):
+        print(f"Predicted doses, {pred.schedule.total_activity_mbq / 1000:g} GBq in "
+              f"{len(pred.schedule.administrations)} cycle(s) ({pred.n_draws} posterior draws; Gy, "
+              "Gy per GBq administered, BED summed over cycles):")
+        print(table.loc[regions, cols].to_string())
+        if esc is not None:
+            print(f"\nPersonalised activity: {esc.activity_gbq_per_cycle:.2f} GBq per cycle x {esc.n_cycles} = "
+                  f"{esc.cumulative_activity_gbq:.1f} GBq ({esc.ligand}); binding limit: {esc.binding} "
+                  f"with probability {esc.probability:g}"
+                  + (" (upper search bound reached)" if esc.at_upper_bound else ""))
+            print(f"Fixed protocol {esc.fixed_activity_gbq:g} GBq x {esc.fixed_n_cycles}: the limits allow "
+                  f"{esc.fixed_cycles_allowed} of its cycles.")
+            print(esc.summary().T.to_string())
+    print(f"\nreport written to {report_dir}")
+
+
+# ---------------------------------------------------------------------------- commands
+def _demo(args: argparse.Namespace) -> int:
     from twin._demo import run_demo
 
-    table, paths = run_demo(args.out, activity_mbq=args.activity_gbq * 1000.0)
-    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
-        print(f"177Lu-PSMA-617, {args.activity_gbq:g} GBq, ICRP-89 reference male")
-        print("TIA: injection to infinity. Dose: ICRP-89 177Lu S-values (organs, other body "
-              "regions as remainder),\nsphere model (tumours), local deposition (lacrimal); "
-              "urine counted as voided. %IA: not decay-corrected.\n")
-        print(table.to_string())
-    print(f"\nwrote {paths['table']} and {paths['plot']}")
+    out = run_demo(args.out, activity_gbq=args.activity_gbq, n_cycles=args.cycles, n_draws=args.draws,
+                   n_voxel_draws=args.voxel_draws, probability=args.probability, method=args.method,
+                   progress=not args.quiet)
+    if not args.quiet:
+        _print_summary(out["prediction"], out["escalation"], out["report_dir"])
+        total = sum(out["timings_s"].values())
+        print("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["timings_s"].items())
+              + f"; total {total:.1f}")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="twin", description="Theranostic digital twin")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="simulate 177Lu-PSMA-617 in the embedded default patient")
-    demo.add_argument("--out", default="out", help="output folder (default: out)")
-    demo.add_argument("--activity-gbq", type=float, default=7.4, help="injected activity in GBq")
+def _plan(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from twin import patient
+    from twin._scenarios import max_activity
+    from twin._twin import Twin, therapy_schedule
+    from twin.report import write_report
+
+    pets = args.pet
+    hours = args.hours
+    if len(hours) != len(pets):
+        raise _UsageError(f"give one --hours per --pet image ({len(pets)} image(s), {len(hours)} time(s)).")
+    p = patient.load_patient(pets if len(pets) > 1 else pets[0], nuclide=args.nuclide, masks=args.masks,
+                             label_table=args.label_table, ct=args.ct, labs=args.labs,
+                             hours_after_injection=hours if len(hours) > 1 else hours[0], unit=args.unit,
+                             injected_activity_mbq=args.injected_mbq, resample=args.resample)
+    steps = 4 if args.no_escalation else 5
+    bar = None
+    if not args.quiet:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="twin plan", unit="stage")
+    try:
+        tw = Twin.from_patient(p, imaging_agent=args.agent, therapy_agent=args.therapy, method=args.method,
+                               fwhm_mm=args.fwhm_mm)
+        bar and bar.update(1)
+        sched = therapy_schedule(args.activity_gbq, args.cycles, interval_weeks=args.interval_weeks,
+                                 ligand_nmol=args.ligand_nmol)
+        pred = tw.predict(sched, n_draws=args.draws)
+        bar and bar.update(1)
+        esc = None
+        if not args.no_escalation:
+            esc = max_activity(tw, probability=args.probability, n_cycles=args.cycles,
+                               interval_weeks=args.interval_weeks, ligand_nmol=args.ligand_nmol,
+                               fixed_activity_gbq=args.activity_gbq, fixed_n_cycles=args.cycles,
+                               n_draws=args.draws)
+            bar and bar.update(1)
+        vox = None if args.no_voxel else pred.voxel_dose(n_draws=args.voxel_draws)
+        bar and bar.update(1)
+        report_dir = Path(args.out)
+        write_report(report_dir, pred, escalation=esc, voxel=vox, probability=args.probability,
+                     title=f"{tw.therapy_model.ligand} {args.activity_gbq:g} GBq x {args.cycles}",
+                     extra={"pet": [str(x) for x in pets], "hours_after_injection": hours})
+        bar and bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        _print_summary(pred, esc, report_dir)
+    return 0
+
+
+def _phantom(args: argparse.Namespace) -> int:
+    from twin import patient
+
+    if args.default:
+        ph = patient.default_patient(args.modality)
+    else:
+        ph = patient.make_phantom(args.seed, agent=args.agent, modality=args.modality, times_h=tuple(args.times),
+                                  n_tumours=args.tumours, spacing_mm=args.spacing_mm,
+                                  heterogeneity=args.heterogeneity)
+    files = ph.write(args.out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"virtual patient written to {args.out}:")
+        for name, path in files.items():
+            print(f"  {name:>14}: {path}")
+    return 0
+
+
+class _UsageError(Exception):
+    """A combination of arguments argparse cannot check."""
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twin", description="Theranostic digital twin: calibrate on a pre-therapy PET, predict "
+                                 "radioligand therapy doses, plan activities, run virtual trials.")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log progress details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    common.add_argument("--draws", type=_positive_int, default=100,
+                        help="posterior draws simulated for the prediction (default 100)")
+    common.add_argument("--voxel-draws", type=_positive_int, default=16,
+                        help="draws for the voxel dose quantile maps and DVH bands (default 16)")
+    common.add_argument("--probability", type=_probability, default=0.95,
+                        help="probability with which every organ-at-risk limit must hold (default 0.95)")
+    common.add_argument("--method", choices=("laplace", "map", "svi", "nuts"), default="laplace",
+                        help="calibration method (default laplace: fast)")
+
+    demo = sub.add_parser("demo", parents=[common], help="embedded virtual patient end to end -> report folder",
+                          description="68Ga-PSMA-11 PET of the embedded virtual patient -> calibration -> "
+                                      "177Lu-PSMA-617 prediction -> escalation -> OUT/report.")
+    demo.add_argument("--out", default="out", help="output folder; the report goes to OUT/report (default out)")
+    demo.add_argument("--activity-gbq", type=_positive_float, default=7.4,
+                      help="activity per cycle of the fixed protocol, GBq (default 7.4)")
+    demo.add_argument("--cycles", type=_positive_int, default=6, help="number of cycles (default 6)")
     demo.set_defaults(func=_demo)
-    args = parser.parse_args(argv)
-    return args.func(args)
+
+    plan = sub.add_parser("plan", parents=[common], help="a patient's PET, masks and labs -> report folder",
+                          description="Calibrate a twin on a patient's pre-therapy PET (one or more time points), "
+                                      "masks with a label table, CT and labs, predict a therapy schedule and "
+                                      "write the report.")
+    plan.add_argument("--pet", action="append", required=True,
+                      help="PET image (NIfTI, NRRD, MHA or a DICOM folder); repeat for several time points")
+    plan.add_argument("--hours", action="append", type=_positive_float, required=True,
+                      help="scan time after injection in hours, one per --pet")
+    plan.add_argument("--nuclide", default="Ga-68", help="PET nuclide (default Ga-68)")
+    plan.add_argument("--unit", default="Bq/mL", help="PET unit: Bq/mL, kBq/mL, MBq/mL or SUV (default Bq/mL)")
+    plan.add_argument("--injected-mbq", type=_positive_float, required=True, help="injected PET activity, MBq")
+    plan.add_argument("--masks", required=True, help="label image of organs and lesions (tumour1, tumour2, ...)")
+    plan.add_argument("--label-table", required=True, help="CSV label,name for the mask labels")
+    plan.add_argument("--ct", help="CT image (HU) on the PET grid, for the dose map's density")
+    plan.add_argument("--labs", required=True, help="labs CSV (sex, age_y, weight_kg, height_cm, creatinine ...)")
+    plan.add_argument("--resample", action="store_true", help="resample masks and CT to the PET grid")
+    plan.add_argument("--agent", default=None, help="imaging agent (default from the nuclide: PSMA-11 for Ga-68)")
+    plan.add_argument("--therapy", default=None, help="therapy agent (default PSMA-617, DOTATATE for SSTR)")
+    plan.add_argument("--fwhm-mm", type=_positive_float, default=5.0, help="PET resolution for partial-volume "
+                      "recovery of small structures (default 5 mm)")
+    plan.add_argument("--activity-gbq", type=_positive_float, default=7.4, help="activity per cycle, GBq (default 7.4)")
+    plan.add_argument("--cycles", type=_positive_int, default=6, help="number of cycles (default 6)")
+    plan.add_argument("--interval-weeks", type=_positive_float, default=6.0, help="weeks between cycles (default 6)")
+    plan.add_argument("--ligand-nmol", type=_positive_float, default=None,
+                      help="ligand per cycle, nmol (default: the agent's molar activity)")
+    plan.add_argument("--no-escalation", action="store_true", help="skip the personalised-activity search")
+    plan.add_argument("--no-voxel", action="store_true", help="skip the voxel dose map and DVHs")
+    plan.add_argument("--out", required=True, help="report folder")
+    plan.set_defaults(func=_plan)
+
+    ph = sub.add_parser("phantom", help="write a virtual patient (CT, masks, PET, labs, ground truth)",
+                        description="Write a virtual patient to a folder: ct, labels (+ label_table.csv), "
+                                    "pet_<t>h images, labs.csv and ground_truth.json.")
+    ph.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    ph.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ph.add_argument("--default", action="store_true", help="the embedded default patient of `twin demo`")
+    ph.add_argument("--agent", default="PSMA-11", help="imaging agent (default PSMA-11)")
+    ph.add_argument("--modality", choices=("PET", "SPECT"), default="PET")
+    ph.add_argument("--times", type=_positive_float, nargs="+", default=[1.0],
+                    help="frame times after injection, h (default 1)")
+    ph.add_argument("--tumours", type=_positive_int, default=2, help="number of lesions (default 2)")
+    ph.add_argument("--spacing-mm", type=_positive_float, default=4.0, help="voxel size, mm (default 4)")
+    ph.add_argument("--heterogeneity", type=float, default=0.0, help="intra-organ texture CV (default 0)")
+    ph.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    ph.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    ph.set_defaults(func=_phantom)
+
+    for name in ("twin._cli_trial", "twin._cli_reduce"):
+        import importlib
+
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit with 2
+    if getattr(args, "verbose", False):
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    import pbpk
+
+    try:
+        with warnings.catch_warnings():
+            if getattr(args, "quiet", False):
+                warnings.simplefilter("ignore")
+            return int(args.func(args) or 0)
+    except _UsageError as exc:
+        parser.error(str(exc))  # exits 2
+    except (pbpk.PBPKError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        print(f"twin {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"twin {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,337 @@
+"""What-if scenarios and personalised escalation on a calibrated :class:`~twin.Twin`.
+
+:func:`scenario_table` sweeps activity, number of cycles, interval and ligand amount and
+returns a tidy pandas table with uncertainty bands. :func:`max_activity` finds the largest
+activity per cycle (and so the largest tumour dose: every draw's tumour dose increases with
+activity) for which every organ-at-risk limit holds with a stated probability under the
+posterior, and compares it with a fixed-activity protocol.
+
+Solving the escalation: each constraint is "the ``probability`` quantile of the organ's dose
+(or BED) over posterior draws is at most the limit". Per draw, dose and BED increase with
+activity, so the set of feasible activities is an interval ``[0, A*]`` and ``A*`` is found by
+bisection in log activity. At a fixed ligand amount per cycle, dose is exactly proportional to
+activity (hot and cold ligand are kinetically identical), so one simulation serves every
+step. When the ligand amount scales with activity (fixed molar activity), receptor saturation
+makes dose per GBq fall as activity rises; every step then re-simulates the draws at its own
+ligand amount (the compiled simulation is reused).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twin._errors import InfeasibleError, TwinInputError
+from twin._twin import (
+    DEFAULT_QUANTILES,
+    TherapyPrediction,
+    Twin,
+    _limits,
+    therapy_schedule,
+)
+
+__all__ = ["EscalationResult", "default_escalation_limits", "max_activity", "scenario_table"]
+
+log = logging.getLogger(__name__)
+
+
+def _progress(iterable, total, desc, progress):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def _tumours(pred: TherapyPrediction) -> list[str]:
+    return [r for r in pred.dose_regions if r.startswith("tumour")]
+
+
+# ============================================================================ sweeps
+def scenario_table(twin: Twin, *, activities_gbq: Sequence[float] = (3.7, 5.55, 7.4, 9.25),
+                   n_cycles: Sequence[int] = (4,), intervals_weeks: Sequence[float] = (6.0,),
+                   ligand_nmol: Sequence[float | None] = (None,), regions: Sequence[str] | None = None,
+                   quantiles: Sequence[float] = DEFAULT_QUANTILES, n_draws: int = 100, key: int = 0,
+                   limits=None, progress: bool = False):
+    """A tidy table of every combination of the swept settings.
+
+    ``ligand_nmol`` entries are nmol per cycle; ``None`` means the agent's default molar
+    activity (ligand scales with activity). One row per scenario, region and quantity
+    (``dose_gy``, ``bed_gy``, ``eqd2_gy``) with the mean, the quantiles and, for regions with
+    an organ-at-risk limit on that quantity, the probability that the limit holds.
+    Columns: activity_gbq_per_cycle, n_cycles, interval_weeks, ligand_nmol_per_cycle (NaN:
+    scaled), cumulative_activity_gbq, region, quantity, mean, q5, q50, q95 (same unit as
+    the quantity), limit_gy, probability_within_limit.
+    """
+    import pandas as pd
+
+    for name, seq in (("activities_gbq", activities_gbq), ("n_cycles", n_cycles),
+                      ("intervals_weeks", intervals_weeks), ("ligand_nmol", ligand_nmol)):
+        if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or len(seq) == 0:
+            raise TwinInputError(f"{name} must be a non-empty list of values.")
+    lim = _limits(limits)
+    combos = list(itertools.product(activities_gbq, n_cycles, intervals_weeks, ligand_nmol))
+    rows = []
+    for a, n, iw, lig in _progress(combos, len(combos), "scenarios", progress):
+        sched = therapy_schedule(a, int(n), interval_weeks=float(iw), ligand_nmol=lig)
+        pred = twin.predict(sched, n_draws=n_draws, key=key, quantiles=quantiles)
+        regs = pred.dose_regions if regions is None else list(regions)
+        for r in regs:
+            for qty in ("dose_gy", "bed_gy", "eqd2_gy"):
+                v = pred.draws(qty, r)
+                qv = np.quantile(v, quantiles)
+                row = {"activity_gbq_per_cycle": float(a), "n_cycles": int(n), "interval_weeks": float(iw),
+                       "ligand_nmol_per_cycle": np.nan if lig is None else float(lig),
+                       "cumulative_activity_gbq": float(a) * int(n), "region": r, "quantity": qty,
+                       "mean": float(v.mean())}
+                row.update({f"q{100 * q:g}": float(x) for q, x in zip(quantiles, qv)})
+                match = [c for c in lim if c["region"] == r
+                         and {"absorbed_dose": "dose_gy", "bed": "bed_gy"}[c["quantity"]] == qty]
+                row["limit_gy"] = min((c["limit_gy"] for c in match), default=np.nan)
+                row["probability_within_limit"] = (float(np.mean(v <= row["limit_gy"])) if match else np.nan)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ============================================================================ escalation
+@dataclass(frozen=True, eq=False)
+class EscalationResult:
+    """The personalised activity and its comparison with a fixed protocol.
+
+    activity_gbq_per_cycle / cumulative_activity_gbq: the largest activity for which every
+    limit holds with ``probability`` (``at_upper_bound`` when the search bound was reached).
+    binding: the limit that stops the escalation. constraints: per limit at the optimum
+    (quantile value, probability within). curve: every activity evaluated during the search
+    (and the grid), with constraint and tumour-dose quantiles (pandas). fixed: the same numbers
+    for the fixed protocol. prediction: the TherapyPrediction at the optimum.
+    """
+
+    activity_gbq_per_cycle: float
+    cumulative_activity_gbq: float
+    n_cycles: int
+    interval_weeks: float
+    ligand: str
+    probability: float
+    binding: str
+    at_upper_bound: bool
+    constraints: Any = field(repr=False)
+    curve: Any = field(repr=False)
+    fixed: Any = field(repr=False)
+    fixed_activity_gbq: float = 7.4
+    fixed_n_cycles: int = 6
+    fixed_cycles_allowed: int = 0
+    prediction: TherapyPrediction | None = field(default=None, repr=False)
+    fixed_prediction: TherapyPrediction | None = field(default=None, repr=False)
+    limits: tuple = field(default=(), repr=False)
+
+    def summary(self):
+        """pandas table comparing the personalised and the fixed protocol."""
+        import pandas as pd
+
+        def block(pred, name, act, n):
+            row = {"protocol": name, "activity_gbq_per_cycle": act, "n_cycles": n,
+                   "cumulative_activity_gbq": act * n}
+            for t in _tumours(pred):
+                d = pred.draws("dose_gy", t)
+                row[f"{t}_dose_median_gy"] = float(np.median(d))
+                row[f"{t}_dose_q5_gy"] = float(np.quantile(d, 0.05))
+            for c in self.limits:
+                arr = pred.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
+                row[f"P({c['organ']} {c['quantity']} <= {c['limit_gy']:g} Gy)"] = float(np.mean(arr <= c["limit_gy"]))
+            return row
+
+        rows = [block(self.prediction, "personalised", self.activity_gbq_per_cycle, self.n_cycles)]
+        if self.fixed_prediction is not None:
+            rows.append(block(self.fixed_prediction, "fixed", self.fixed_activity_gbq, self.fixed_n_cycles))
+        return pd.DataFrame(rows).set_index("protocol")
+
+
+def default_escalation_limits():
+    """The limits :func:`max_activity` respects by default: kidney BED <= 40 Gy (Bodei et al.
+    2008, patients without risk factors) and red-marrow absorbed dose <= 2 Gy (EANM practice
+    limit), the rows of ``twin.dose.oar_limits()``."""
+    from twin import dose
+
+    t = dose.oar_limits()
+    keep = ((t["organ"] == "kidneys") & (t["quantity"] == "bed") & (t["limit_gy"] == 40.0)) | (
+        t["organ"] == "red_marrow")
+    return t[keep].reset_index(drop=True)
+
+
+class _Evaluator:
+    """Constraint and tumour values per draw at an activity, for one schedule structure."""
+
+    def __init__(self, twin, n_cycles, interval_weeks, ligand, n_draws, key, cycles):
+        self.twin, self.n, self.iw, self.cycles = twin, int(n_cycles), float(interval_weeks), cycles
+        self.ligand, self.n_draws, self.key = ligand, n_draws, key
+        self.fixed_nmol = ligand if isinstance(ligand, (int, float)) else None
+        self.ma = twin.therapy_model.default_molar_activity_mbq_per_nmol
+        if isinstance(ligand, Mapping):
+            self.ma = float(ligand["molar_activity_mbq_per_nmol"])
+        self.evaluations: list[tuple[float, dict]] = []
+
+    def schedule(self, a_gbq):
+        if self.fixed_nmol is not None:
+            return therapy_schedule(a_gbq, self.n, interval_weeks=self.iw, ligand_nmol=self.fixed_nmol)
+        return therapy_schedule(a_gbq, self.n, interval_weeks=self.iw, molar_activity_mbq_per_nmol=self.ma)
+
+    def values(self, a_gbq: float) -> dict[str, np.ndarray]:
+        """{'dose_gy': (N, D), 'bed_gy': (N, D), 'regions': ...} at ``a_gbq`` per cycle (failed
+        draws excluded)."""
+        r = self.twin._arrays(self.schedule(a_gbq), self.n_draws, self.key, self.cycles)
+        ok = r["ok"]
+        if not ok.all():
+            log.warning("%d draws failed to simulate at %.3g GBq; excluded", int((~ok).sum()), a_gbq)
+        out = {"dose_gy": r["dose"][ok], "bed_gy": r["bed"][ok], "regions": r["op"].targets}
+        self.evaluations.append((float(a_gbq), out))
+        return out
+
+
+def _quantity(values, c):
+    return values["bed_gy" if c["quantity"] == "bed" else "dose_gy"][:, values["regions"].index(c["region"])]
+
+
+def _feasible(values, limits, probability) -> tuple[bool, list[float]]:
+    probs = [float(np.mean(_quantity(values, c) <= c["limit_gy"])) for c in limits]
+    return all(p >= probability for p in probs), probs
+
+
+def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles: int = 6,
+                 interval_weeks: float = 6.0, ligand_nmol: float | None = None,
+                 molar_activity_mbq_per_nmol: float | None = None,
+                 bounds_gbq: tuple[float, float] = (0.5, 30.0), rtol: float = 0.005,
+                 fixed_activity_gbq: float = 7.4, fixed_n_cycles: int = 6, n_draws: int = 200,
+                 key: int = 0, curve_points: int = 0, cycles: str = "independent",
+                 progress: bool = False) -> EscalationResult:
+    """The largest activity per cycle for ``n_cycles`` cycles such that every organ-at-risk
+    limit holds with at least ``probability`` under the posterior.
+
+    limits: ``twin.dose.oar_limits()`` style table, a CSV path, or a list of dicts
+    ``{organ, quantity, limit_gy}``; default :func:`default_escalation_limits` (kidney BED
+    40 Gy, red marrow 2 Gy). Pass ``twin.dose.oar_limits()`` to add kidney 23 Gy absorbed
+    dose and the salivary-gland surrogate.
+    ligand_nmol: fixed ligand amount per cycle (dose then exactly linear in activity);
+    default: ligand scales with activity at the agent's molar activity (or
+    ``molar_activity_mbq_per_nmol``), which is where receptor saturation matters.
+    bounds_gbq: activity search range per cycle; rtol: relative precision of the answer.
+    The fixed protocol (``fixed_activity_gbq`` x ``fixed_n_cycles``, same ligand rule and
+    interval) is predicted for comparison, with the number of its cycles the limits allow.
+    """
+    if not 0 < probability < 1:
+        raise TwinInputError(f"probability = {probability!r} must lie strictly between 0 and 1 (e.g. 0.95).")
+    lo, hi = (float(b) for b in bounds_gbq)
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise TwinInputError(f"bounds_gbq = {bounds_gbq!r} must be two activities 0 < low < high (GBq).")
+    if not 0 < rtol < 0.5:
+        raise TwinInputError(f"rtol = {rtol!r} must be in (0, 0.5).")
+    if ligand_nmol is not None and molar_activity_mbq_per_nmol is not None:
+        raise TwinInputError("give ligand_nmol or molar_activity_mbq_per_nmol, not both.")
+    lim = _limits(default_escalation_limits() if limits is None else limits)
+    if not lim:
+        raise TwinInputError("no organ-at-risk limit to respect; give limits=[{'organ': 'kidneys', "
+                             "'quantity': 'bed', 'limit_gy': 40}].")
+    ligand: Any = float(ligand_nmol) if ligand_nmol is not None else (
+        {"molar_activity_mbq_per_nmol": molar_activity_mbq_per_nmol} if molar_activity_mbq_per_nmol else "scaled")
+    ev = _Evaluator(twin, n_cycles, interval_weeks, ligand, n_draws, key, cycles)
+    known = set(twin.dose_operator().targets)
+    missing = sorted({c["region"] for c in lim} - known)
+    if missing:
+        raise TwinInputError(f"limits name region(s) {', '.join(missing)} without a dose; dose regions: "
+                             f"{', '.join(sorted(known))}.")
+    ok_lo, probs_lo = _feasible(ev.values(lo), lim, probability)
+    if not ok_lo:
+        worst = lim[int(np.argmin(probs_lo))]
+        raise InfeasibleError(
+            f"even {lo:g} GBq x {n_cycles} violates {worst['organ']} {worst['quantity']} <= "
+            f"{worst['limit_gy']:g} Gy with probability {probability:g} (it holds with "
+            f"{min(probs_lo):.2f}); lower bounds_gbq or the number of cycles.")
+    ok_hi, _ = _feasible(ev.values(hi), lim, probability)
+    a_star, at_upper = (hi, True) if ok_hi else (None, False)
+    if a_star is None:
+        steps = math.ceil(math.log2(math.log(hi / lo) / math.log1p(rtol))) + 1
+        it = _progress(range(steps), steps, "escalation", progress)
+        for _ in it:
+            if hi / lo <= 1 + rtol:
+                break
+            mid = math.sqrt(lo * hi)
+            if _feasible(ev.values(mid), lim, probability)[0]:
+                lo = mid
+            else:
+                hi = mid
+        a_star = lo
+    if curve_points:
+        for a in np.geomspace(min(bounds_gbq[0], a_star / 4), a_star * 2, curve_points):
+            if all(abs(a / e[0] - 1) > 1e-9 for e in ev.evaluations):
+                ev.values(float(a))
+    final = twin.predict(ev.schedule(a_star), n_draws=n_draws, key=key, cycles=cycles)
+    cons_rows, binding, best_margin = [], "", np.inf
+    for c in lim:
+        arr = final.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
+        qv = float(np.quantile(arr, probability))
+        p = float(np.mean(arr <= c["limit_gy"]))
+        cons_rows.append({"organ": c["organ"], "region": c["region"], "quantity": c["quantity"],
+                          "limit_gy": c["limit_gy"], f"q{100 * probability:g}_gy": qv,
+                          "probability_within": p, "source": c["source"]})
+        margin = c["limit_gy"] / qv if qv > 0 else np.inf
+        if margin < best_margin:
+            best_margin, binding = margin, f"{c['organ']} {c['quantity']} <= {c['limit_gy']:g} Gy"
+    import pandas as pd
+
+    curve = _curve(ev, lim, probability)
+    fixed_sched = ev.schedule(fixed_activity_gbq) if fixed_n_cycles == n_cycles else (
+        therapy_schedule(fixed_activity_gbq, fixed_n_cycles, interval_weeks=interval_weeks,
+                         **({"ligand_nmol": ev.fixed_nmol} if ev.fixed_nmol is not None
+                            else {"molar_activity_mbq_per_nmol": ev.ma})))
+    fixed = twin.predict(fixed_sched, n_draws=n_draws, key=key, cycles=cycles)
+    allowed = 0
+    for k in range(1, fixed_n_cycles + 1):  # cycles independent: k of n cycles give k/n of the dose
+        vals = {"dose_gy": fixed.dose_gy * k / fixed_n_cycles, "bed_gy": fixed.bed_gy * k / fixed_n_cycles,
+                "regions": fixed.dose_regions}
+        if _feasible(vals, lim, probability)[0]:
+            allowed = k
+    fixed_rows = []
+    for c in lim:
+        arr = fixed.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
+        fixed_rows.append({"organ": c["organ"], "quantity": c["quantity"], "limit_gy": c["limit_gy"],
+                           f"q{100 * probability:g}_gy": float(np.quantile(arr, probability)),
+                           "probability_within": float(np.mean(arr <= c["limit_gy"]))})
+    return EscalationResult(
+        activity_gbq_per_cycle=float(a_star), cumulative_activity_gbq=float(a_star) * int(n_cycles),
+        n_cycles=int(n_cycles), interval_weeks=float(interval_weeks),
+        ligand=(f"{ev.fixed_nmol:g} nmol per cycle" if ev.fixed_nmol is not None
+                else f"scaled with activity at {ev.ma:g} MBq/nmol"),
+        probability=float(probability), binding=binding, at_upper_bound=at_upper,
+        constraints=pd.DataFrame(cons_rows), curve=curve, fixed=pd.DataFrame(fixed_rows),
+        fixed_activity_gbq=float(fixed_activity_gbq), fixed_n_cycles=int(fixed_n_cycles),
+        fixed_cycles_allowed=allowed, prediction=final, fixed_prediction=fixed, limits=tuple(lim))
+
+
+def _curve(ev: _Evaluator, lim, probability):
+    import pandas as pd
+
+    rows = []
+    seen = set()
+    for a, vals in sorted(ev.evaluations, key=lambda e: e[0]):
+        if a in seen:
+            continue
+        seen.add(a)
+        row = {"activity_gbq_per_cycle": a, "cumulative_activity_gbq": a * ev.n}
+        for c in lim:
+            v = _quantity(vals, c)
+            name = f"{c['organ']}_{c['quantity']}"
+            row[f"{name}_q50_gy"] = float(np.median(v))
+            row[f"{name}_q{100 * probability:g}_gy"] = float(np.quantile(v, probability))
+            row[f"{name}_limit_gy"] = c["limit_gy"]
+        for t in [r for r in vals["regions"] if r.startswith("tumour")]:
+            d = vals["dose_gy"][:, vals["regions"].index(t)]
+            row[f"{t}_dose_q5_gy"] = float(np.quantile(d, 0.05))
+            row[f"{t}_dose_q50_gy"] = float(np.median(d))
+            row[f"{t}_dose_q95_gy"] = float(np.quantile(d, 0.95))
+        rows.append(row)
+    return pd.DataFrame(rows)
