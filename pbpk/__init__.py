@@ -19,6 +19,18 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from pbpk._compile import CompiledGraph, compile_graph  # noqa: E402
+from pbpk._daughters import (  # noqa: E402
+    ELEMENT_KINETICS,
+    PB212_LIGANDS,
+    ChainModel,
+    ChainResult,
+    FreeDaughter,
+    ac225_psma_model,
+    decay_transitions,
+    free_ion_graph,
+    pb212_sstr_model,
+    simulate_chain,
+)
 from pbpk._dosing import Administration, Schedule  # noqa: E402
 from pbpk._errors import (  # noqa: E402
     GraphError,
@@ -68,4 +80,8 @@ __all__ = [
     "cockcroft_gault_ml_min", "compile_graph", "decay_chain", "egfr_ckd_epi_2021", "exchange",
     "flow", "get_ligand", "get_nuclide", "psma_model", "simulate", "simulate_cohort",
     "sstr_model", "theranostic_pair", "transfer", "to_sbml", "from_sbml",
+    # decay chains with daughter redistribution (alpha emitters)
+    "ELEMENT_KINETICS", "PB212_LIGANDS", "ChainModel", "ChainResult", "FreeDaughter",
+    "ac225_psma_model", "decay_transitions", "free_ion_graph", "pb212_sstr_model",
+    "simulate_chain",
 ]

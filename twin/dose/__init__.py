@@ -15,6 +15,14 @@ JAX's 64-bit mode); voxel maps are kept in float32 explicitly.
 from __future__ import annotations
 
 import pbpk as _pbpk  # noqa: F401  (x64 mode and nuclide data, see DESIGN.md)
+from twin.dose._alpha import (
+    ALPHA_RBE_DEFAULT,
+    AlphaDoseResult,
+    alpha_organ_dose,
+    chain_dose,
+    in_situ_alpha_dose,
+    nuclide_energies_mev,
+)
 from twin.dose._baselines import TAC_MODELS, TACFit, fit_tac, tia_hanscheid, tia_madsen
 from twin.dose._convolve import (
     VoxelDosePlan,
@@ -79,6 +87,7 @@ from twin.dose._radiobiology import (
 from twin.dose._tia_map import TIADistribution, tia_distribution, voxel_tia_map
 
 __all__ = [
+    "ALPHA_RBE_DEFAULT",
     "KERNEL_NUCLIDES",
     "LANCONELLI_VOXEL_SIZES_MM",
     "NOT_MASS_SCALED",
@@ -86,6 +95,7 @@ __all__ = [
     "REMAINDER_SOURCE",
     "TAC_MODELS",
     "TISSUE_DENSITY_G_CM3",
+    "AlphaDoseResult",
     "DoseError",
     "DoseKernel",
     "DoseStatistics",
@@ -99,9 +109,11 @@ __all__ = [
     "UnknownTissueError",
     "VoxelDosePlan",
     "VoxelSizeError",
+    "alpha_organ_dose",
     "bed",
     "bed_monoexponential",
     "bed_multicycle",
+    "chain_dose",
     "check_oar_limits",
     "cumulative_dvh",
     "dose_at_volume",
@@ -113,12 +125,14 @@ __all__ = [
     "g_factor_multiexponential",
     "g_factor_numerical",
     "hu_to_density",
+    "in_situ_alpha_dose",
     "known_tissues",
     "lanconelli_kernel",
     "lanconelli_table",
     "local_deposition_dose_gy",
     "local_deposition_kernel",
     "make_dose_plan",
+    "nuclide_energies_mev",
     "oar_limits",
     "opendose_s_values",
     "organ_dose",

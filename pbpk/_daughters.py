@@ -1,0 +1,1105 @@
+"""Decay chains with daughter redistribution (alpha emitters: 225Ac, 212Pb).
+
+When a radioligand's nuclide decays, the daughter atom need not stay where the parent
+decayed: the alpha recoil of 225Ac (about 100 keV) breaks the chelate and frees 221Fr, whose
+own decay frees 213Bi; after the beta decay of 212Pb about a third of the 212Bi leaves the
+chelate. A :class:`ChainModel` joins
+
+* the parent radioligand (a :class:`~pbpk.PBPKModel`; its hot ligand is the parent nuclide),
+* one :class:`FreeDaughter` per *tracked* daughter nuclide: a model graph of the free ion's
+  own kinetics (distribution with blood flow, renal uptake, urinary excretion), its
+  parameters, the fraction of daughters released per decay of the predecessor (by the space
+  the predecessor decays in) and where a released atom enters (by region).
+
+Each decay of a tracked member X in compartment c (region r) makes ``b`` atoms of the next
+tracked member Y (``b`` summed over the paths through untracked members, from
+``radioactivedecay``): a fraction ``f_release`` of them enters Y's free-ion pool of region r
+(``entry``), the rest stays as *retained* Y in region r and decays there. Daughters of free
+atoms are free. Untracked members (217At, 213Po, 209Tl, 209Pb, 212Po, 208Tl ...) decay where
+their tracked predecessor decays: their energy is added to that member's (exact for
+time-integrated energy when they do not move; half-lives of microseconds to minutes, except
+209Pb, 3.25 h, 0.197 MeV of electrons per decay). Atoms leaving the last tracked member are
+counted as *ended*, so parent + daughters + ended = administered, exactly.
+
+With every release fraction 0 each daughter decays in the region where the parent decayed:
+the in-situ (equilibrium-daughter) assumption of conventional alpha dosimetry, available as
+:meth:`ChainModel.in_situ` and :meth:`ChainResult.in_situ_tia`.
+
+Units: daughter states are held as *parent-equivalent activity* ``S = N x A_cf(parent)``
+(MBq; ``N`` in nmol), so they share a scale with the parent's activity. A daughter's activity
+is ``S x lambda_Y / lambda_P`` and its TIA ``(lambda_Y int S dt + future decays) / lambda_P``
+(MBq h). After the last output time every atom is assumed to stay in its region (the same
+physical-decay tail as :func:`pbpk.simulate`): put the last time after 10 parent half-lives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pbpk._compile import compile_graph
+from pbpk._dosing import Administration, Schedule
+from pbpk._errors import GraphError, InvalidInputError, SolverError, UnknownNameError
+from pbpk._graph import Compartment, ModelGraph, flow, parse_factor
+from pbpk._model import PBPKModel
+from pbpk._nuclides import (
+    NONPENETRATING_TYPES,
+    PENETRATING_TYPES,
+    _decay_data,
+    _is_radioactive,
+    decay_chain,
+    get_nuclide,
+)
+from pbpk._physiology import Physiology
+
+__all__ = [
+    "ELEMENT_KINETICS",
+    "PB212_LIGANDS",
+    "ChainModel",
+    "ChainResult",
+    "FreeDaughter",
+    "ac225_psma_model",
+    "decay_transitions",
+    "free_ion_graph",
+    "pb212_sstr_model",
+    "simulate_chain",
+]
+
+ALPHA_TYPES = ("alpha", "alpha_recoil")
+ELECTRON_TYPES = tuple(t for t in NONPENETRATING_TYPES if t not in ALPHA_TYPES)
+RETAINED = "retained"  # release key for decays of retained (not free) atoms
+DEFAULT = "*"
+
+
+# ----------------------------------------------------------------------------- chain data
+def decay_transitions(tracked: Sequence[str]) -> dict[str, dict[str | None, float]]:
+    """Per tracked member, the atoms of the next tracked member made per decay.
+
+    Untracked radioactive members in between are passed through (they decay where their
+    tracked predecessor decayed); ``None`` collects the paths ending in a stable nuclide
+    without another tracked member. Each row sums to 1. Branching fractions come from
+    ``radioactivedecay`` (ICRP-107 dataset).
+    """
+    names = tuple(get_nuclide(n).name for n in tracked)
+    out: dict[str, dict[str | None, float]] = {}
+    for x in names:
+        row: dict[str | None, float] = {}
+        _walk(x, 1.0, names, row, {})
+        out[x] = row
+    return out
+
+
+def _lumped_members(x: str, tracked: tuple[str, ...]) -> dict[str, float]:
+    """Untracked radioactive members reached from ``x`` before another tracked one, with fraction."""
+    lumped: dict[str, float] = {}
+    _walk(x, 1.0, tracked, {}, lumped)
+    return lumped
+
+
+def _walk(node: str, frac: float, tracked, row: dict, lumped: dict) -> None:
+    progeny = _decay_data(node)[1]
+    # branches the dataset leaves out (At-217 -> Rn-217, 0.012 %) end the chain here
+    missing = 1.0 - math.fsum(float(bf) for _, bf in progeny)
+    if missing > 0.0:
+        row[None] = row.get(None, 0.0) + frac * missing
+    for child, bf in progeny:
+        f = frac * float(bf)
+        if child in tracked:
+            row[child] = row.get(child, 0.0) + f
+        elif _is_radioactive(child):
+            lumped[child] = lumped.get(child, 0.0) + f
+            _walk(child, f, tracked, row, lumped)
+        else:
+            row[None] = row.get(None, 0.0) + f
+
+
+def _tag(nuclide: str) -> str:
+    return nuclide.replace("-", "")
+
+
+# ----------------------------------------------------------------------------- free ions
+#: Free-ion kinetics per element, with sources and the assumptions where data are thin.
+#: ``kidney_extraction``/``liver_extraction``: fraction of the organ's plasma flow cleared
+#: into cells per pass (retained over the daughter's life); ``urine_fraction``: fraction of
+#: the glomerular filtrate's free ion that reaches the urine.
+ELEMENT_KINETICS: dict[str, dict[str, object]] = {
+    "Bi": {
+        "kidney_extraction": 0.3,
+        "liver_extraction": 0.05,
+        "urine_fraction": 0.5,
+        "source": (
+            "ASSUMPTION: free Bi(III) is taken up avidly by the renal tubular cells and "
+            "retained (Schwartz J et al., Phys Med Biol 2011;56:721, renal uptake of 213Bi "
+            "from 225Ac-antibody, mouse; Jaggi JS et al., Cancer Res 2005;65:4888); no human "
+            "extraction fraction is published: 0.3 of renal plasma flow per pass, so about "
+            "half of the 213Bi released into blood ends in the kidneys within its life. Liver "
+            "0.05 per pass (207Bi citrate in a volunteer deposits mainly in liver and is "
+            "excreted in urine over days: Newton D et al., Hum Exp Toxicol 2001, abstract); "
+            "half of the filtered free Bi reaches the urine."
+        ),
+    },
+    "Fr": {
+        "kidney_extraction": 0.5,
+        "liver_extraction": 0.2,
+        "urine_fraction": 0.1,
+        "source": (
+            "ASSUMPTION: francium is an alkali metal, taken to follow potassium/rubidium "
+            "(flow-limited distribution, high cellular extraction in kidney and liver, about "
+            "10 % of filtered K reaches the urine); no measured 221Fr kinetics in humans. "
+            "With a 4.9 min half-life most 221Fr decays within one circulation."
+        ),
+    },
+}
+
+
+def _element(nuclide: str) -> str:
+    return nuclide.split("-")[0]
+
+
+def free_ion_graph(
+    parent: PBPKModel,
+    nuclide: str,
+    physiology: Physiology | None = None,
+    *,
+    kinetics: Mapping[str, float] | None = None,
+) -> tuple[ModelGraph, dict[str, float], dict[str, str], dict[str, str]]:
+    """The free-ion kinetics graph of a daughter nuclide in the parent model's body.
+
+    Every body region of the parent gets one well-mixed free-ion pool (``<region>.free``,
+    volume = the region's vascular and interstitial volumes) exchanged with plasma by the
+    region's plasma flow (flow-limited distribution); kidney and liver add a cell pool filled
+    at ``extraction x plasma flow``; free ion in plasma is filtered at the GFR and a fraction
+    reaches the urine; excreta regions of the parent get an out-of-body pool.
+
+    Returns ``(graph, parameters, sources, entry)``: ``entry`` maps each parent region to the
+    pool where released atoms of that region enter.
+    """
+    nuc = get_nuclide(nuclide).name
+    elem = _element(nuc)
+    if elem not in ELEMENT_KINETICS and kinetics is None:
+        raise UnknownNameError(
+            f"no free-ion kinetics for element {elem!r}; known: {', '.join(ELEMENT_KINETICS)}; "
+            "pass kinetics={'kidney_extraction': ..., 'liver_extraction': ..., "
+            "'urine_fraction': ...}."
+        )
+    kin = {**ELEMENT_KINETICS.get(elem, {}), **dict(kinetics or {})}
+    for key in ("kidney_extraction", "liver_extraction", "urine_fraction"):
+        v = kin.get(key)
+        if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise InvalidInputError(f"free-ion kinetics {key} = {v!r} must be a fraction in [0, 1].")
+    phys = physiology or Physiology.reference("male")
+    g, pp = parent.graph, parent.parameters
+    comps = [Compartment("plasma.free", "plasma", "free", "V_plasma")]
+    params = {"V_plasma": sum(pp[c.volume] for c in g.compartments_in("plasma") if c.volume)}
+    procs = []
+    entry = {"plasma": "plasma.free", DEFAULT: "plasma.free"}
+    for region in g.body_regions:
+        if region == "plasma":
+            continue
+        vols = [pp[c.volume] for c in g.compartments_in(region) if c.volume]
+        q = pp.get(f"Q_{region}")
+        if not vols or q is None:
+            raise GraphError(
+                f"region {region!r} of {g.name!r} has no volume or no plasma flow Q_{region}; "
+                "the free-ion graph needs both (build it by hand for such a model)."
+            )
+        name = f"{region}.free"
+        comps.append(Compartment(name, region, "free", f"V_{region}"))
+        params[f"V_{region}"] = float(sum(vols))
+        params[f"Q_{region}"] = float(q)
+        procs += [flow("plasma.free", name, f"Q_{region}"), flow(name, "plasma.free", f"Q_{region}")]
+        entry[region] = name
+    for organ in ("kidney", "liver"):
+        if organ in entry:
+            comps.append(Compartment(f"{organ}.cells", organ, "cells"))
+            procs.append(flow(f"{organ}.free", f"{organ}.cells", f"CL_{organ}_uptake"))
+            params[f"CL_{organ}_uptake"] = float(kin[f"{organ}_extraction"]) * params[f"Q_{organ}"]
+    excreta = [r for r in g.regions if r not in g.body_regions]
+    for region in excreta:
+        name = f"{region}.excreta"
+        comps.append(Compartment(name, region, "excreta", None, in_body=False))
+        entry[region] = name
+    if "urine" in excreta:
+        procs.append(flow("plasma.free", "urine.excreta", "gfr_free", "f_urine"))
+        params["gfr_free"] = phys.gfr_l_per_h
+        params["f_urine"] = float(kin["urine_fraction"])
+    graph = ModelGraph(f"free_{_tag(nuc)}", tuple(comps), tuple(procs), "plasma.free",
+                       description=f"free {nuc} ion kinetics in {g.name}")
+    src = {k: f"parent model {g.name} (volumes and plasma flows of the region)" for k in params}
+    for k in params:
+        if k.startswith("CL_") or k in ("f_urine",):
+            src[k] = str(kin.get("source", "user kinetics"))
+    src["gfr_free"] = "patient GFR (Physiology.gfr_l_per_h)"
+    return graph, params, src, entry
+
+
+@dataclass(frozen=True)
+class FreeDaughter:
+    """A daughter nuclide that can leave the parent and follow its own free-ion kinetics.
+
+    Parameters
+    ----------
+    nuclide:
+        The daughter (``"Bi-213"``), a member of the parent's decay chain.
+    graph:
+        Its kinetics as a :class:`~pbpk.ModelGraph` of linear processes (flow, exchange,
+        transfer; saturable binding is not supported for free ions).
+    parameters:
+        Values of every parameter the graph reads (L, L/h, 1/h).
+    release:
+        Fraction of the daughters released per decay of the predecessor, by the *space* of
+        the compartment the predecessor decays in (``"internalised"``, ``"bound"`` ...),
+        ``"retained"`` for predecessors retained in tissue, ``"*"`` for every other space.
+        Decays of free atoms always give free daughters.
+    entry:
+        Compartment of ``graph`` where atoms released in each parent region enter; ``"*"``
+        for regions not listed.
+    sources, assumptions:
+        Where the numbers come from.
+    """
+
+    nuclide: str
+    graph: ModelGraph
+    parameters: Mapping[str, float]
+    release: Mapping[str, float]
+    entry: Mapping[str, str]
+    sources: Mapping[str, str] = field(default_factory=dict)
+    assumptions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nuclide", get_nuclide(self.nuclide).name)
+        if not isinstance(self.graph, ModelGraph):
+            raise InvalidInputError(f"graph of {self.nuclide} must be a ModelGraph, got {type(self.graph).__name__}.")
+        for p in self.graph.processes:
+            if p.kind == "binding":
+                raise GraphError(
+                    f"free-ion graph of {self.nuclide} has a binding process {p.source}->{p.target}; "
+                    "daughter kinetics must be linear: use transfer or flow (first-order uptake)."
+                )
+        params = {}
+        for k, v in dict(self.parameters).items():
+            try:
+                params[k] = float(v)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"parameter {k!r} of {self.nuclide} = {v!r} is not a number.") from None
+        missing = [n for n in self.graph.parameter_names if n not in params]
+        if missing:
+            raise UnknownNameError(f"free-ion graph of {self.nuclide} lacks values for: {', '.join(missing)}.")
+        volumes = {c.volume for c in self.graph.compartments if c.volume}
+        for k in self.graph.parameter_names:
+            v = params[k]
+            if not math.isfinite(v) or v < 0 or (k in volumes and v <= 0):
+                raise InvalidInputError(
+                    f"parameter {k!r} of {self.nuclide} = {v!r} must be finite and >= 0 (> 0 for volumes)."
+                )
+        release = {str(k): float(v) for k, v in dict(self.release).items()}
+        if DEFAULT not in release:
+            raise InvalidInputError(
+                f"release of {self.nuclide} needs a '*' entry (fraction released in every other space)."
+            )
+        for k, v in release.items():
+            if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+                raise InvalidInputError(
+                    f"release fraction of {self.nuclide} for space {k!r} = {v!r} must be in [0, 1]."
+                )
+        entry = dict(self.entry)
+        if DEFAULT not in entry:
+            raise InvalidInputError(f"entry of {self.nuclide} needs a '*' compartment (e.g. plasma).")
+        names = set(self.graph.compartment_names)
+        bad = [c for c in entry.values() if c not in names]
+        if bad:
+            raise UnknownNameError(
+                f"entry compartment(s) {', '.join(map(repr, bad))} of {self.nuclide} are not in its "
+                f"graph; known: {', '.join(sorted(names))}."
+            )
+        object.__setattr__(self, "parameters", params)
+        object.__setattr__(self, "release", release)
+        object.__setattr__(self, "entry", entry)
+        object.__setattr__(self, "sources", dict(self.sources))
+        object.__setattr__(self, "assumptions", tuple(self.assumptions))
+
+    def release_fraction(self, space: str) -> float:
+        return self.release.get(space, self.release[DEFAULT])
+
+    def entry_compartment(self, region: str) -> str:
+        return self.entry.get(region, self.entry[DEFAULT])
+
+    def with_release(self, **fractions: float) -> FreeDaughter:
+        """A copy with some release fractions replaced (keys are spaces; ``_`` for ``'*'``)."""
+        new = dict(self.release)
+        for k, v in fractions.items():
+            new[DEFAULT if k == "_" else k] = v
+        return dataclasses.replace(self, release=new)
+
+
+@dataclass(frozen=True)
+class ChainModel:
+    """A radioligand whose decays produce free daughters with their own kinetics.
+
+    ``parent`` is the radioligand model (its nuclide is the chain's parent); ``daughters`` the
+    tracked daughters in decay order. See the module docstring for the rules.
+    """
+
+    parent: PBPKModel
+    daughters: tuple[FreeDaughter, ...]
+    description: str = ""
+    assumptions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.parent, PBPKModel):
+            raise InvalidInputError(
+                f"parent must be a PBPKModel (e.g. pbpk.psma_model(nuclide='Ac-225')), got "
+                f"{type(self.parent).__name__}."
+            )
+        daughters = tuple(self.daughters)
+        for d in daughters:
+            if not isinstance(d, FreeDaughter):
+                raise InvalidInputError(f"daughters must be FreeDaughter objects, got {type(d).__name__}.")
+        chain = [m for m, _ in decay_chain(self.parent.nuclide)]
+        names = [d.nuclide for d in daughters]
+        if len(set(names)) != len(names):
+            raise GraphError(f"a daughter nuclide appears twice: {', '.join(names)}.")
+        for n in names:
+            if n not in chain[1:]:
+                raise InvalidInputError(
+                    f"{n} is not a daughter of {self.parent.nuclide}; its chain is {', '.join(chain)}."
+                )
+        if names != sorted(names, key=chain.index):
+            raise InvalidInputError(f"list the daughters in decay order: {', '.join(sorted(names, key=chain.index))}.")
+        object.__setattr__(self, "daughters", daughters)
+        object.__setattr__(self, "assumptions", tuple(self.assumptions))
+
+    def __hash__(self) -> int:  # mappings inside are not hashable; identity is enough for caching
+        return id(self)
+
+    @property
+    def nuclides(self) -> tuple[str, ...]:
+        """The tracked members: parent first, then the daughters in decay order."""
+        return (self.parent.nuclide, *(d.nuclide for d in self.daughters))
+
+    @property
+    def transitions(self) -> dict[str, dict[str | None, float]]:
+        return decay_transitions(self.nuclides)
+
+    def member_energies_mev(self) -> dict[str, dict[str, float]]:
+        """MeV per decay of each tracked member, its untracked followers included.
+
+        Keys ``alpha`` (alpha + alpha recoil), ``electron`` (beta, conversion and Auger
+        electrons) and ``photon`` (gamma, X-ray, annihilation), ICRP-107
+        (``pbpk/data/icrp107_energies.csv``).
+        """
+        out = {}
+        for x in self.nuclides:
+            members = {x: 1.0, **_lumped_members(x, self.nuclides)}
+            e = {"alpha": 0.0, "electron": 0.0, "photon": 0.0}
+            for m, f in members.items():
+                per = get_nuclide(m).energy_per_decay_mev
+                e["alpha"] += f * math.fsum(per[t] for t in ALPHA_TYPES)
+                e["electron"] += f * math.fsum(per[t] for t in ELECTRON_TYPES)
+                e["photon"] += f * math.fsum(per[t] for t in PENETRATING_TYPES)
+            out[x] = e
+        return out
+
+    def cumulative_fractions(self) -> dict[str, dict[str, float]]:
+        """``C[X][Y]``: decays of Y per decay of X along the tracked chain (``C[X][X] = 1``)."""
+        trans = self.transitions
+        out = {}
+        for x in self.nuclides:
+            c = {y: 0.0 for y in self.nuclides}
+            c[x] = 1.0
+            for y in self.nuclides[self.nuclides.index(x):]:  # decay order: parents first
+                for z, b in trans[y].items():
+                    if z is not None:
+                        c[z] += c[y] * b
+            out[x] = c
+        return out
+
+    def daughter(self, nuclide: str) -> FreeDaughter:
+        name = get_nuclide(nuclide).name
+        for d in self.daughters:
+            if d.nuclide == name:
+                return d
+        raise UnknownNameError(f"{nuclide!r} is not a tracked daughter; tracked: {', '.join(self.nuclides[1:])}.")
+
+    def with_release(self, nuclide: str, **fractions: float) -> ChainModel:
+        """A copy with release fractions of one daughter replaced (``_=`` sets ``'*'``)."""
+        d = self.daughter(nuclide)
+        new = tuple(x.with_release(**fractions) if x is d else x for x in self.daughters)
+        return dataclasses.replace(self, daughters=new)
+
+    def with_daughter_parameters(self, nuclide: str, **values: float) -> ChainModel:
+        """A copy with some free-ion parameters of one daughter replaced (names are checked)."""
+        d = self.daughter(nuclide)
+        unknown = [k for k in values if k not in d.parameters]
+        if unknown:
+            raise UnknownNameError(
+                f"unknown parameter(s) {', '.join(unknown)} of {d.nuclide}; known: "
+                f"{', '.join(sorted(d.parameters))}."
+            )
+        new_d = dataclasses.replace(
+            d, parameters={**d.parameters, **values},
+            sources={**d.sources, **{k: "user override" for k in values}},
+        )
+        return dataclasses.replace(self, daughters=tuple(new_d if x is d else x for x in self.daughters))
+
+    def in_situ(self) -> ChainModel:
+        """The same model with every release fraction 0: daughters decay where the parent did."""
+        new = tuple(dataclasses.replace(d, release={k: 0.0 for k in d.release}) for d in self.daughters)
+        return dataclasses.replace(self, daughters=new, description=self.description + " (in situ)")
+
+    def with_parent(self, parent: PBPKModel) -> ChainModel:
+        """The same daughters with another parent model (e.g. a calibrated patient)."""
+        return dataclasses.replace(self, parent=parent)
+
+    def to_json(self) -> str:
+        """JSON text of the whole chain (parent model, daughter graphs, release and entry maps)."""
+        return json.dumps(
+            {
+                "format": "pbpk-chain/1",
+                "parent": json.loads(self.parent.to_json()),
+                "daughters": [
+                    {
+                        "nuclide": d.nuclide,
+                        "graph": d.graph.to_dict(),
+                        "parameters": dict(d.parameters),
+                        "release": dict(d.release),
+                        "entry": dict(d.entry),
+                        "sources": dict(d.sources),
+                        "assumptions": list(d.assumptions),
+                    }
+                    for d in self.daughters
+                ],
+                "description": self.description,
+                "assumptions": list(self.assumptions),
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ChainModel:
+        """Read a chain written by :meth:`to_json` (plain JSON; nothing is executed)."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"not JSON text: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != "pbpk-chain/1":
+            raise InvalidInputError("not a pbpk chain file (expected format 'pbpk-chain/1').")
+        try:
+            parent = PBPKModel.from_json(json.dumps(data["parent"]))
+            daughters = tuple(
+                FreeDaughter(
+                    d["nuclide"], ModelGraph.from_dict(d["graph"]), d["parameters"], d["release"],
+                    d["entry"], d.get("sources", {}), tuple(d.get("assumptions", ())),
+                )
+                for d in data["daughters"]
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidInputError(f"chain description is incomplete or malformed: {exc}") from None
+        return cls(parent, daughters, data.get("description", ""), tuple(data.get("assumptions", ())))
+
+    def summary(self) -> str:
+        lines = [f"ChainModel {self.parent.name} ({self.parent.nuclide}): {self.description}"]
+        for x, row in self.transitions.items():
+            parts = ", ".join(f"{y or 'ended'} {b:.5g}" for y, b in row.items())
+            lines.append(f"  {x} -> {parts}")
+        for d in self.daughters:
+            rel = ", ".join(f"{k}: {v:g}" for k, v in d.release.items())
+            lines.append(f"  {d.nuclide}: {len(d.graph.compartments)} free-ion pools; release {rel}")
+        lines += [f"  assumption: {a}" for a in self.assumptions]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- compiled system
+@dataclass(frozen=True, eq=False)
+class _ChainSystem:
+    """Index arrays and values of the joint parent + daughter system."""
+
+    n_parent: int
+    n_states: int
+    rows: np.ndarray
+    cols: np.ndarray
+    vals: np.ndarray
+    jac_rows: np.ndarray
+    jac_cols: np.ndarray
+    slots: np.ndarray  # slot of each (row, col) entry within the daughter part of the pattern
+    # layout per daughter k: free states, retained per parent region, integral per report region
+    free: tuple[np.ndarray, ...]
+    retained: tuple[np.ndarray, ...]
+    integral: tuple[np.ndarray, ...]
+    report_regions: tuple[tuple[str, ...], ...]
+    free_region: tuple[np.ndarray, ...]  # report-region index of each free state
+    ended: int
+
+
+def _factor_value(tokens, params) -> float:
+    v = 1.0
+    for t in tokens:
+        kind, name = parse_factor(t)
+        x = params[name]
+        v = v * (x if kind == "mul" else (1.0 - x) if kind == "comp" else 1.0 / x)
+    return v
+
+
+def _build_system(chain: ChainModel) -> _ChainSystem:
+    parent = chain.parent
+    cg = compile_graph(parent.graph)
+    n_p = cg.n_states
+    regions_p = parent.graph.regions
+    lam = {x: get_nuclide(x).decay_constant_per_h for x in chain.nuclides}
+    acf_p = parent.carrier_free_mbq_per_nmol
+    trans = chain.transitions
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
+
+    def add(r, c, v):
+        rows.append(r)
+        cols.append(c)
+        vals.append(float(v))
+
+    # layout
+    offset = n_p
+    free, retained, integral, report, free_region = [], [], [], [], []
+    extra = []
+    for d in chain.daughters:
+        extra += [r for r in d.graph.regions if r not in regions_p and r not in extra]
+    rep = (*regions_p, *extra)  # report regions, common to every daughter
+    for d in chain.daughters:
+        dg = d.graph
+        nf = len(dg.compartments)
+        free.append(np.arange(offset, offset + nf))
+        retained.append(np.arange(offset + nf, offset + nf + len(regions_p)))
+        integral.append(np.arange(offset + nf + len(regions_p), offset + nf + len(regions_p) + len(rep)))
+        report.append(rep)
+        free_region.append(np.array([rep.index(c.region) for c in dg.compartments]))
+        offset += nf + len(regions_p) + len(rep)
+    ended = offset
+    n = offset + 1
+    index = {d.nuclide: k for k, d in enumerate(chain.daughters)}
+
+    def produce(y_name, region, space, rate, col):
+        """Atoms of ``y_name`` made at ``rate`` x state ``col`` by a decay in ``region``/``space``."""
+        if y_name is None:
+            add(ended, col, rate)
+            return
+        k = index[y_name]
+        d = chain.daughters[k]
+        f = 1.0 if space is None else d.release_fraction(space)
+        j = d.graph.compartment_names.index(d.entry_compartment(region))
+        add(int(free[k][j]), col, rate * f)
+        add(int(retained[k][regions_p.index(region)]), col, rate * (1.0 - f))
+
+    # parent hot atoms (nmol) decaying in each compartment
+    for i, c in enumerate(parent.graph.compartments):
+        for y, b in trans[parent.nuclide].items():
+            produce(y, c.region, c.space, b * lam[parent.nuclide] * acf_p, i)
+    # daughters
+    for k, d in enumerate(chain.daughters):
+        ly = lam[d.nuclide]
+        dg = d.graph
+        cidx = {c.name: j for j, c in enumerate(dg.compartments)}
+        fs = free[k]
+        for p in dg.processes:
+            s, t = cidx[p.source], cidx[p.target]
+            if p.kind == "transfer":
+                k_st = _factor_value(p.rate, d.parameters)
+                pairs = [(s, t, k_st)]
+            elif p.kind == "flow":
+                vs = d.parameters[dg.compartments[s].volume]
+                pairs = [(s, t, _factor_value(p.rate, d.parameters) / vs)]
+            else:  # exchange
+                ps = _factor_value(p.rate, d.parameters)
+                pairs = [(s, t, ps / d.parameters[dg.compartments[s].volume]),
+                         (t, s, ps / d.parameters[dg.compartments[t].volume])]
+            for a, b_, rate in pairs:
+                add(int(fs[a]), int(fs[a]), -rate)
+                add(int(fs[b_]), int(fs[a]), rate)
+        for j, c in enumerate(dg.compartments):
+            add(int(fs[j]), int(fs[j]), -ly)
+            add(int(integral[k][free_region[k][j]]), int(fs[j]), 1.0)
+            for z, b in trans[d.nuclide].items():
+                produce(z, c.region, None, b * ly, int(fs[j]))
+        for r, region in enumerate(regions_p):
+            col = int(retained[k][r])
+            add(col, col, -ly)
+            add(int(integral[k][r]), col, 1.0)
+            for z, b in trans[d.nuclide].items():
+                produce(z, region, RETAINED, b * ly, col)
+
+    rows_a = np.array(rows, dtype=np.int32)
+    cols_a = np.array(cols, dtype=np.int32)
+    # pattern: parent pattern first (its jac_values fill those slots), then the daughter part
+    entries: dict[tuple[int, int], int] = {}
+    for i in range(n_p, n):
+        entries.setdefault((i, i), len(entries))
+    slots = np.array([entries.setdefault((r, c), len(entries)) for r, c in zip(rows, cols)], dtype=np.int32)
+    extra = np.array(list(entries), dtype=np.int32).reshape(-1, 2)
+    return _ChainSystem(
+        n_parent=n_p, n_states=n, rows=rows_a, cols=cols_a, vals=np.array(vals),
+        jac_rows=np.concatenate([cg.jac_rows, extra[:, 0]]).astype(np.int32),
+        jac_cols=np.concatenate([cg.jac_cols, extra[:, 1]]).astype(np.int32),
+        slots=slots, free=tuple(free), retained=tuple(retained), integral=tuple(integral),
+        report_regions=tuple(report), free_region=tuple(free_region), ended=ended,
+    )
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass(frozen=True)
+class ChainResult:
+    """What :func:`simulate_chain` returns (one patient, NumPy arrays).
+
+    Attributes
+    ----------
+    parent:
+        The parent radioligand's :class:`~pbpk.SimulationResult` (activities, TIA, urine ...).
+    nuclides:
+        Tracked members, parent first.
+    times_h:
+        Output times (h).
+    activity_mbq:
+        Per daughter nuclide, (T, R) activity (MBq) per region in ``regions[nuclide]`` (free
+        and retained atoms together); the parent's is ``parent.activity_mbq``.
+    tia_mbq_h:
+        Per nuclide, TIA (MBq h) per region, from the first administration to infinity
+        (parent: its body regions; daughters: every region, excreta included).
+    atoms_residual:
+        (T,) (parent + daughters + ended atoms - administered parent atoms) / administered.
+    ended_fraction:
+        (T,) atoms that have left the last tracked member, per administered parent atom.
+    in_situ_tia:
+        Per nuclide and parent body region, the TIA if every daughter decayed where the parent
+        decayed (the conventional equilibrium-daughter assumption), for comparison.
+    regions:
+        Per daughter, the region names of its ``activity_mbq`` columns.
+    free_activity_mbq:
+        Per daughter, (T, R) activity of its free (released) atoms only.
+    energies_mev:
+        Per tracked nuclide, alpha/electron/photon MeV per decay, short-lived followers included.
+    organ_volumes_l:
+        The parent model's organ and tumour volumes (L), for dose.
+    """
+
+    parent: object
+    nuclides: tuple[str, ...]
+    times_h: np.ndarray
+    regions: Mapping[str, tuple[str, ...]]
+    activity_mbq: Mapping[str, np.ndarray]
+    free_activity_mbq: Mapping[str, np.ndarray]
+    tia_mbq_h: Mapping[str, Mapping[str, float]]
+    in_situ_tia: Mapping[str, Mapping[str, float]]
+    atoms_residual: np.ndarray
+    ended_fraction: np.ndarray
+    energies_mev: Mapping[str, Mapping[str, float]]
+    organ_volumes_l: Mapping[str, float]
+
+    def tia(self, nuclide: str, region: str) -> float:
+        """TIA (MBq h) of one nuclide in one region (0 where it never arrives)."""
+        name = get_nuclide(nuclide).name
+        if name not in self.tia_mbq_h:
+            raise UnknownNameError(f"{nuclide!r} is not tracked; tracked: {', '.join(self.nuclides)}.")
+        return float(self.tia_mbq_h[name].get(region, 0.0))
+
+    def activity(self, nuclide: str, region: str) -> np.ndarray:
+        """(T,) activity (MBq) of one nuclide in one region."""
+        name = get_nuclide(nuclide).name
+        if name == self.nuclides[0]:
+            return np.asarray(self.parent.activity(region))
+        if name not in self.activity_mbq:
+            raise UnknownNameError(f"{nuclide!r} is not tracked; tracked: {', '.join(self.nuclides)}.")
+        regs = self.regions[name]
+        if region not in regs:
+            raise UnknownNameError(f"unknown region {region!r}; known: {', '.join(regs)}.")
+        return self.activity_mbq[name][:, regs.index(region)]
+
+    def tia_table(self, in_situ: bool = False):
+        """pandas DataFrame of TIA (MBq h): body regions x nuclides (``in_situ`` for the comparison)."""
+        import pandas as pd
+
+        src = self.in_situ_tia if in_situ else self.tia_mbq_h
+        regions = list(self.parent.body_regions)
+        data = {n: [float(src[n].get(r, 0.0)) for r in regions] for n in self.nuclides}
+        return pd.DataFrame(data, index=pd.Index(regions, name="region"))
+
+
+# ----------------------------------------------------------------------------- simulate
+@lru_cache(maxsize=16)
+def _jitted_chain(key, sys_ref, segs, out_map, times_key, injected_key, opts_key):
+    from pbpk._rodas import rodas4_solve
+    from pbpk._simulate import _assemble
+    from pbpk._sparse import SparseLUPlan
+
+    graph, nuclide = key
+    system: _ChainSystem = sys_ref.system
+    cg = compile_graph(graph)
+    nc = cg.n_compartments
+    n_p = system.n_parent
+    n = system.n_states
+    n_extra = int(system.jac_rows.size - cg.nnz)
+    plan = SparseLUPlan.from_pattern(n, system.jac_rows, system.jac_cols)
+    opts = dict(opts_key)
+    rows_d = system.rows - n_p
+    cols = system.cols
+    slots = system.slots
+    times = np.array(times_key)
+    acf = get_nuclide(nuclide).carrier_free_mbq_per_nmol
+    lam = get_nuclide(nuclide).decay_constant_per_h
+
+    def rhs(y, args):
+        coef, lin_jac, u, dvals = args
+        dp = cg.rhs(y[:n_p], (coef, lin_jac, u))
+        dd = jax.ops.segment_sum(dvals * y[cols], rows_d, num_segments=n - n_p)
+        return jnp.concatenate([dp, dd])
+
+    def jac_values(y, args):
+        coef, lin_jac, u, dvals = args
+        jp = cg.jac_values(y[:n_p], (coef, lin_jac, u))
+        jd = jax.ops.segment_sum(dvals, slots, num_segments=n_extra)
+        return jnp.concatenate([jp, jd])
+
+    def run(p, dvals, bolus):
+        coef = cg.coefficients(p)
+        lin_jac = cg.linear_jacobian(coef)
+        u = jnp.zeros(n_p)
+        y = jnp.zeros(n)
+        starts, seg_ys = [], []
+        status = jnp.zeros((), jnp.int32)
+        n_steps = jnp.zeros((), jnp.int32)
+        for k, (a, b, save) in enumerate(segs):
+            y = y.at[cg.dose_index].add(bolus[k, 0]).at[cg.dose_index + nc].add(bolus[k, 1])
+            starts.append(y)
+            if b > a:
+                sol = rodas4_solve(rhs, jac_values, plan, y, (coef, lin_jac, u, dvals), a,
+                                   jnp.asarray(save), rtol=opts["rtol"], atol=opts["atol"],
+                                   max_steps=opts["max_steps"])
+                ys = sol.ys
+                status = jnp.maximum(status, sol.status)
+                n_steps = n_steps + sol.n_steps
+                y = ys[-1]
+            else:
+                ys = y[None, :]
+            seg_ys.append(ys)
+        rows = []
+        for k, i in out_map:
+            rows.append(jnp.zeros(n) if k == -1 else (starts[k] if i == -2 else seg_ys[k][i]))
+        Y = jnp.stack(rows)
+        infusion = jnp.zeros_like(bolus)
+        parent = _assemble(cg, acf, lam, [s[:n_p] for s in starts], [s[..., :n_p] for s in seg_ys],
+                           status, n_steps, segs, out_map, bolus, infusion,
+                           np.array(injected_key), times, False)
+        return parent, Y
+
+    return jax.jit(run)
+
+
+class _SystemRef:
+    """Hashable holder of a compiled system, keyed by its structure."""
+
+    def __init__(self, system: _ChainSystem, key):
+        self.system = system
+        self.key = key
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _SystemRef) and self.key == other.key
+
+
+def _structure_key(chain: ChainModel):
+    return (
+        chain.parent.graph,
+        chain.parent.nuclide,
+        tuple((d.nuclide, d.graph, tuple(sorted(d.entry.items())), tuple(sorted(d.release)))
+              for d in chain.daughters),
+    )
+
+
+def simulate_chain(
+    chain: ChainModel,
+    schedule: Schedule | Administration,
+    times_h: Sequence[float],
+    params: Mapping[str, float] | None = None,
+    *,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    max_steps: int = 50_000,
+) -> ChainResult:
+    """Simulate a radioligand and its free daughters; TIA per nuclide and region.
+
+    Parameters
+    ----------
+    chain:
+        A :class:`ChainModel` (e.g. :func:`ac225_psma_model`).
+    schedule:
+        Boluses (:class:`~pbpk.Schedule`); infusions are not supported for chains (the
+        parent decaying in the syringe would make daughters outside the body model).
+    times_h:
+        Output times (h). The last one should be after about 10 parent half-lives
+        (2400 h for 225Ac, 110 h for 212Pb): after it every atom is assumed to stay put.
+    params:
+        Overrides of the parent model's parameters (floats). The daughters' free-ion
+        parameters are their own: change them with :meth:`ChainModel.with_daughter_parameters`
+        (for a new patient build the chain from its physiology).
+    rtol, atol:
+        Solver tolerances (``atol`` in nmol for the parent, parent-equivalent MBq for the
+        daughters).
+
+    Raises
+    ------
+    InvalidInputError
+        Bad schedule, times or parameters.
+    SolverError
+        The solver failed.
+    """
+    from pbpk._compile import check_parameter_values
+    from pbpk._simulate import _as_schedule, _as_times, _dose_inputs, _segments
+
+    if not isinstance(chain, ChainModel):
+        raise InvalidInputError(
+            f"chain must be a ChainModel (e.g. pbpk.ac225_psma_model()), got {type(chain).__name__}; "
+            "use pbpk.simulate for a PBPKModel."
+        )
+    schedule = _as_schedule(schedule)
+    if any(a.infusion_h > 0 for a in schedule.administrations):
+        raise InvalidInputError(
+            "simulate_chain takes boluses only; give the infusion as a bolus (or several) instead."
+        )
+    times = _as_times(times_h)
+    parent = chain.parent
+    merged = dict(parent.parameters)
+    if params:
+        unknown = [k for k in params if k not in merged]
+        if unknown:
+            raise InvalidInputError(
+                f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(parent.parameter_names)}."
+            )
+        merged.update({k: float(v) for k, v in params.items()})
+    cg = parent.compiled
+    check_parameter_values(cg, merged)
+    segs, out_map = _segments(schedule, times)
+    bolus, _ = _dose_inputs(parent, schedule, segs)
+    system = _build_system(chain)
+    opts = (("rtol", float(rtol)), ("atol", float(atol)), ("max_steps", int(max_steps)))
+    ref = _SystemRef(system, _structure_key(chain))
+    injected = tuple(float(sum(a.activity_mbq for a in schedule.administrations if a.time_h <= t))
+                     for t in times)
+    fn = _jitted_chain((parent.graph, parent.nuclide), ref, segs, out_map,
+                       tuple(times.tolist()), injected, opts)
+    p = cg.pack(merged)
+    res, Y = fn(p, jnp.asarray(system.vals), jnp.asarray(bolus))
+    if int(res.status) != 0:
+        from pbpk._simulate import STATUS_MESSAGES
+
+        raise SolverError(f"simulation of chain {parent.name!r} failed: {STATUS_MESSAGES.get(int(res.status))}.")
+    return _chain_outputs(chain, system, res, np.asarray(Y), times, bolus, segs, out_map)
+
+
+def _chain_outputs(chain, system, parent_res, Y, times, bolus, segs, out_map) -> ChainResult:
+    parent = chain.parent
+    cg = compile_graph(parent.graph)
+    nc = cg.n_compartments
+    regions_p = parent.graph.regions
+    acf_p = parent.carrier_free_mbq_per_nmol
+    lam = {x: get_nuclide(x).decay_constant_per_h for x in chain.nuclides}
+    lp = lam[parent.nuclide]
+    R = cg.region_matrix  # (regions, nc)
+    hot_eq = acf_p * Y[:, :nc]  # parent-equivalent MBq per compartment
+    # administered parent atoms (as MBq) up to each output time
+    hot_given = np.cumsum(bolus[:, 0]) * acf_p
+    given = np.array([0.0 if k == -1 else hot_given[k] for k, _ in out_map])
+    daughters_total = np.zeros(len(times))
+    activity, free_act, tia = {}, {}, {}
+    cum = chain.cumulative_fractions()
+    y_end = Y[-1]
+    # future decays after the last time: every atom stays in its region
+    future = {x: np.zeros(len(regions_p)) for x in chain.nuclides[1:]}
+    hot_region_end = R @ hot_eq[-1]
+    for x in chain.nuclides[1:]:
+        future[x] += cum[parent.nuclide][x] * hot_region_end
+    per_region_end = {}
+    for k, d in enumerate(chain.daughters):
+        rep = system.report_regions[k]
+        fr = system.free[k]
+        S_free = Y[:, fr]
+        S_ret = Y[:, system.retained[k]]
+        M = np.zeros((len(fr), len(rep)))
+        M[np.arange(len(fr)), system.free_region[k]] = 1.0
+        S_reg = S_free @ M
+        S_reg[:, : len(regions_p)] += S_ret
+        daughters_total += S_free.sum(1) + S_ret.sum(1)
+        ratio = lam[d.nuclide] / lp
+        activity[d.nuclide] = ratio * S_reg
+        free_act[d.nuclide] = ratio * (S_free @ M)
+        per_region_end[d.nuclide] = S_reg[-1]
+    for k, d in enumerate(chain.daughters):
+        rep = system.report_regions[k]
+        fut = np.zeros(len(rep))
+        fut[: len(regions_p)] += future[d.nuclide]
+        for up in chain.nuclides[1:]:
+            c = cum[up][d.nuclide]
+            if c == 0.0:
+                continue
+            fut += c * per_region_end[up]
+        integ = y_end[system.integral[k]]
+        values = (lam[d.nuclide] * integ + fut) / lp
+        tia[d.nuclide] = {r: float(v) for r, v in zip(rep, values)}
+    tia_parent = {r: float(v) for r, v in zip(parent_res.body_regions, np.asarray(parent_res.tia_mbq_h))}
+    tia = {parent.nuclide: tia_parent, **tia}
+    in_situ = {x: {r: cum[parent.nuclide][x] * v for r, v in tia_parent.items()} for x in chain.nuclides}
+    ended = Y[:, system.ended]
+    total = hot_eq.sum(1) + daughters_total + ended
+    safe = np.where(given > 0, given, 1.0)
+    residual = np.where(given > 0, (total - given) / safe, total)
+    regions = {d.nuclide: system.report_regions[k] for k, d in enumerate(chain.daughters)}
+    return ChainResult(
+        parent=parent_res,
+        nuclides=chain.nuclides,
+        times_h=np.asarray(times),
+        regions=regions,
+        activity_mbq=activity,
+        free_activity_mbq=free_act,
+        tia_mbq_h=tia,
+        in_situ_tia=in_situ,
+        atoms_residual=residual,
+        ended_fraction=ended / safe,
+        energies_mev=chain.member_energies_mev(),
+        organ_volumes_l=dict(parent.organ_volumes_l),
+    )
+
+
+# ----------------------------------------------------------------------------- shipped models
+_RECOIL = (
+    "recoil release: the 225Ac alpha recoil (~100 keV) exceeds any chemical bond energy, so a "
+    "daughter formed outside a cell leaves the chelate (de Kruijff RM, Wolterbeek HT, Denkova "
+    "AG, Pharmaceuticals 2015;8:321, review); release 1.0 from every extracellular space"
+)
+_INTERNAL = (
+    "ASSUMPTION: daughters formed inside cells (internalised ligand, retained atoms) stay in the "
+    "cell over their short lives: release 0 (McDevitt MR et al., Science 2001;294:1537, "
+    "internalised 225Ac nanogenerators retain their daughters; no human fraction published)"
+)
+
+
+def ac225_psma_model(
+    ligand: str = "PSMA-617",
+    physiology: Physiology | None = None,
+    *,
+    release_extracellular: float = 1.0,
+    release_internalised: float = 0.0,
+    molar_activity_mbq_per_nmol: float = 0.1,
+    **psma_kwargs,
+) -> ChainModel:
+    """225Ac-PSMA-617 (or another PSMA ligand) with free 221Fr and 213Bi.
+
+    The parent is :func:`pbpk.psma_model` labelled with 225Ac (the 177Lu-calibrated kinetics:
+    the ligand, not the nuclide, sets them). 221Fr and 213Bi follow their free-ion kinetics
+    (:data:`ELEMENT_KINETICS`); 217At (32 ms), 213Po (4 us), 209Tl (2.2 min) and 209Pb decay
+    where their predecessor decays.
+
+    Parameters
+    ----------
+    release_extracellular:
+        Fraction of daughters leaving the site per decay outside cells (default 1.0, recoil).
+    release_internalised:
+        Fraction leaving the cell per decay of internalised or retained atoms (default 0.0).
+    molar_activity_mbq_per_nmol:
+        ASSUMPTION 0.1 MBq/nmol (8 MBq with 80 nmol of PSMA-617, the order of the ligand
+        amounts of 177Lu therapy; clinical 225Ac-PSMA-617 activities are 50-200 kBq/kg,
+        Kratochwil C et al., J Nucl Med 2016;57:1941).
+    psma_kwargs:
+        Passed to :func:`pbpk.psma_model` (lesions, release mode, calibration ...).
+    """
+    from pbpk._models import psma_model
+
+    phys = physiology or Physiology.reference("male")
+    parent = psma_model(ligand, "Ac-225", phys, **psma_kwargs)
+    parent = dataclasses.replace(parent, default_molar_activity_mbq_per_nmol=float(molar_activity_mbq_per_nmol),
+                                 description=parent.description + "; 225Ac")
+    rel = {DEFAULT: release_extracellular, "internalised": release_internalised, RETAINED: release_internalised}
+    daughters = []
+    for nuc in ("Fr-221", "Bi-213"):
+        graph, params, src, entry = free_ion_graph(parent, nuc, phys)
+        daughters.append(FreeDaughter(nuc, graph, params, rel, entry, src,
+                                      (str(ELEMENT_KINETICS[_element(nuc)]["source"]),)))
+    return ChainModel(
+        parent, tuple(daughters), f"225Ac-{get_ligand_name(ligand)} with free 221Fr and 213Bi",
+        (_RECOIL, _INTERNAL,
+         "ASSUMPTION: molar activity 0.1 MBq/nmol (see ac225_psma_model)",
+         ("the parent kinetics are the 177Lu-calibrated PSMA model's; 225Ac-PSMA-617 has no "
+          "separate calibration")),
+    )
+
+
+#: 212Pb-labelled SSTR2 ligands: the kinetics they borrow and the 212Bi release per decay.
+PB212_LIGANDS = {
+    "DOTAMTATE": (
+        "DOTATATE", 0.36,
+        ("212Bi release after 212Pb beta decay: 36 % from Pb-DOTA (Mirzadeh S, Kumar K, "
+         "Gansow OA, Radiochim Acta 1993;60:1); ASSUMPTION: the same for the TCMC chelator of "
+         "DOTAMTATE; SSTR2 kinetics of 177Lu-DOTATATE (same peptide)"),
+    ),
+    "VMT-alpha-NET": (
+        "DOTATOC", 0.36,
+        ("ASSUMPTION: Pb-specific chelator (PSC) with the Pb-DOTA release of 36 % (no measured "
+         "value found); SSTR2 kinetics of DOTATOC (Tyr3-octreotide, Li M et al., Pharmaceutics "
+         "2023;15:414)"),
+    ),
+}
+
+
+def pb212_sstr_model(
+    ligand: str = "DOTAMTATE",
+    physiology: Physiology | None = None,
+    *,
+    release_extracellular: float | None = None,
+    release_internalised: float = 0.0,
+    molar_activity_mbq_per_nmol: float = 2.0,
+    **sstr_kwargs,
+) -> ChainModel:
+    """212Pb-DOTAMTATE or a VMT-alpha-NET-style 212Pb SSTR2 ligand with free 212Bi.
+
+    The parent is :func:`pbpk.sstr_model` with the borrowed ligand kinetics labelled with
+    212Pb; 212Bi follows free-bismuth kinetics; 212Po (0.3 us) and 208Tl (3 min) decay where
+    212Bi decays. MC1R ligands (212Pb-VMT01) need an MC1R model, which the library does not
+    have: use this structure with another parent (``ChainModel(parent, daughters)``).
+
+    Parameters
+    ----------
+    release_extracellular:
+        212Bi fraction leaving the chelate per 212Pb decay outside cells (default: the
+        ligand's, 0.36).
+    release_internalised:
+        Fraction leaving cells (default 0.0, assumption).
+    molar_activity_mbq_per_nmol:
+        ASSUMPTION 2 MBq/nmol (about 200 MBq, 2.5 MBq/kg as in Delpassand ES et al., J Clin
+        Oncol 2022;40:1020, with ~100 nmol of peptide).
+    """
+    from pbpk._models import sstr_model
+
+    if ligand not in PB212_LIGANDS:
+        raise UnknownNameError(f"212Pb ligand {ligand!r} is not known; known: {', '.join(PB212_LIGANDS)}.")
+    base, release, source = PB212_LIGANDS[ligand]
+    phys = physiology or Physiology.reference("male")
+    parent = sstr_model(base, "Pb-212", phys, **sstr_kwargs)
+    parent = dataclasses.replace(parent, ligand=ligand, default_molar_activity_mbq_per_nmol=float(molar_activity_mbq_per_nmol),
+                                 description=f"{parent.description}; 212Pb-{ligand} ({base} kinetics)")
+    f_ext = release if release_extracellular is None else release_extracellular
+    rel = {DEFAULT: f_ext, "internalised": release_internalised, RETAINED: release_internalised}
+    graph, params, src, entry = free_ion_graph(parent, "Bi-212", phys)
+    d = FreeDaughter("Bi-212", graph, params, rel, entry, src, (str(ELEMENT_KINETICS["Bi"]["source"]),))
+    return ChainModel(parent, (d,), f"212Pb-{ligand} with free 212Bi",
+                      (source, _INTERNAL, "ASSUMPTION: molar activity 2 MBq/nmol"))
+
+
+def get_ligand_name(name: str) -> str:
+    from pbpk._ligands import get_ligand
+
+    return get_ligand(name).name
