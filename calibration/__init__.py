@@ -17,6 +17,10 @@ Quick start::
     therapy = pbpk.theranostic_pair(model, "PSMA-617")
     post.predict(pbpk.Schedule.single(7400.0), [1, 24, 168], model=therapy).tia_quantiles()
 
+Population (hierarchical) calibration: ``calibrate_population(model, schedule, [obs_1, ...],
+prior)`` learns population medians and log-normal spreads; ``.prior(new_model)`` is the prior
+of a new patient.
+
 Methods: ``"map"`` (optax L-BFGS), ``"laplace"`` (Hessian at the MAP), ``"svi"`` and ``"nuts"``
 (numpyro). Errors subclass the ``pbpk`` error types; diagnostics failures and failed solves
 are reported with :class:`ConvergenceWarning` and :class:`SolverFailureWarning`.
@@ -32,6 +36,7 @@ from calibration._errors import (
     UnknownParameterError,
 )
 from calibration._inference import (
+    LIKELIHOOD_SIMULATE_OPTIONS,
     METHODS,
     LogPosterior,
     Posterior,
@@ -40,10 +45,16 @@ from calibration._inference import (
     log_posterior,
 )
 from calibration._observations import UNITS, NoiseModel, Observations
+from calibration._population import (
+    PopulationPosterior,
+    calibrate_population,
+    population_log_likelihood,
+)
 from calibration._priors import DEFAULT_CV, LogNormal, Prior
 
 __all__ = [
     "DEFAULT_CV",
+    "LIKELIHOOD_SIMULATE_OPTIONS",
     "METHODS",
     "UNITS",
     "CalibrationError",
@@ -54,6 +65,7 @@ __all__ = [
     "NoiseModel",
     "ObservationError",
     "Observations",
+    "PopulationPosterior",
     "Posterior",
     "Prediction",
     "Prior",
@@ -61,5 +73,7 @@ __all__ = [
     "SolverFailureWarning",
     "UnknownParameterError",
     "calibrate",
+    "calibrate_population",
     "log_posterior",
+    "population_log_likelihood",
 ]

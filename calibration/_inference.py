@@ -21,6 +21,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import jax
@@ -38,13 +39,20 @@ from calibration._observations import Observations
 from calibration._priors import Prior
 from pbpk._errors import InvalidInputError
 
-__all__ = ["METHODS", "LogPosterior", "Posterior", "Prediction", "calibrate", "log_posterior"]
+__all__ = ["LIKELIHOOD_SIMULATE_OPTIONS", "METHODS", "LogPosterior", "Posterior", "Prediction", "calibrate", "log_posterior"]
 
 log = logging.getLogger(__name__)
 
 METHODS = ("map", "laplace", "svi", "nuts")
 _TINY = 1e-300
 _LOG2PI = math.log(2.0 * math.pi)
+
+#: Solver tolerances inside the likelihood unless ``simulate_options`` says otherwise. At
+#: rtol 1e-4 the observed activities are within ~1e-3 relative of a tight (rtol 1e-9) solve,
+#: two orders below a 10 % PET noise; the log posterior then differs by < 0.01 and the MAP by
+#: < 1e-3 in log space (``tests/calibration/test_calibration_speed.py``,
+#: ``benchmarks/bench_calibration.py``). It needs ~2.5x fewer solver steps than rtol 1e-6.
+LIKELIHOOD_SIMULATE_OPTIONS = MappingProxyType({"rtol": 1e-4, "atol": 1e-8})
 
 
 # ============================================================================ the problem
@@ -60,7 +68,7 @@ class _Problem:
             raise InvalidInputError(f"prior must be a calibration.Prior, got {type(prior).__name__}.")
         self.model, self.obs, self.prior = model, observations, prior
         self.names = prior.names
-        self.opts = dict(simulate_options or {})
+        self.opts = {**LIKELIHOOD_SIMULATE_OPTIONS, **dict(simulate_options or {})}
         bad_opts = set(self.opts) - {"rtol", "atol", "max_steps", "solver"}
         if bad_opts:
             raise InvalidInputError(f"simulate_options {', '.join(sorted(bad_opts))} are not allowed; use "
@@ -105,7 +113,7 @@ class _Problem:
     def predict(self, logp):
         params = {n: jnp.exp(logp[i]) for i, n in enumerate(self.names)}
         if self.is_pbpk:
-            r = pbpk.simulate(self.model, self.schedule, self.times, params, mode="reverse", check=False,
+            r = pbpk.simulate(self.model, self.schedule, self.times, params, mode="forward", check=False,
                               **self.opts)
             act = r.activity_mbq[self.t_idx, self.r_idx]
             if self.pct.any():
@@ -136,6 +144,46 @@ def _loglik(problem: _Problem, z, data):
     return jnp.where(ok, ll, -jnp.inf), ok
 
 
+def _loglik_grad_fwd(problem: _Problem, z, data):
+    """Log-likelihood, solve status and its gradient in z by forward mode (one solve carries
+    all P tangents; the solver reuses one LU per step for them)."""
+
+    def f(zz):
+        ll, ok = _loglik(problem, zz, data)
+        return ll, (ll, ok)
+
+    g, (ll, ok) = jax.jacfwd(f, has_aux=True)(z)
+    g = jnp.where(ok & jnp.all(jnp.isfinite(g)), g, 0.0)
+    return ll, ok, g
+
+
+def _make_loglik_vjp(problem: _Problem):
+    """The log-likelihood as a function with a reverse-mode rule computed in forward mode.
+
+    numpyro, optax and ``jax.grad`` ask for reverse-mode gradients; with a handful of
+    parameters forward mode is the cheap direction (and the solver's forward loop is a plain
+    ``lax.while_loop``), so the gradient is formed by :func:`jax.jacfwd` during the forward
+    pass and returned by the custom VJP. Returns ``(ll, ok)`` with ``ok`` as 0.0/1.0.
+    """
+
+    @jax.custom_vjp
+    def ll_fn(z, data):
+        ll, ok = _loglik(problem, z, data)
+        return ll, ok.astype(z.dtype)
+
+    def fwd(z, data):
+        ll, ok, g = _loglik_grad_fwd(problem, z, data)
+        return (ll, ok.astype(z.dtype)), (g, data)
+
+    def bwd(res, ct):
+        g, data = res
+        ct_ll, _ = ct
+        return ct_ll * g, jax.tree_util.tree_map(jnp.zeros_like, data)
+
+    ll_fn.defvjp(fwd, bwd)
+    return ll_fn
+
+
 _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 8
 
@@ -151,13 +199,19 @@ def _functions(problem: _Problem) -> dict:
         _CACHE.move_to_end(key)
         return hit
 
-    def nlp(z, data):  # negative log posterior in z space (up to a constant)
+    ll_vjp = _make_loglik_vjp(problem)
+
+    def nlp_plain(z, data):  # negative log posterior in z space (up to a constant); jvp-able
         ll, _ = _loglik(problem, z, data)
         return 0.5 * jnp.sum(z * z) - ll
 
-    def nlp_aux(z, data):
-        ll, ok = _loglik(problem, z, data)
-        return 0.5 * jnp.sum(z * z) - ll, ok
+    def nlp(z, data):  # the same, with the forward-mode gradient rule (for grad / numpyro)
+        ll, _ = ll_vjp(z, data)
+        return 0.5 * jnp.sum(z * z) - ll
+
+    def vg(z, data):  # ((value, ok), gradient) of the negative log posterior
+        ll, ok, g = _loglik_grad_fwd(problem, z, data)
+        return (0.5 * jnp.sum(z * z) - ll, ok), z - g
 
     import optax
 
@@ -165,10 +219,12 @@ def _functions(problem: _Problem) -> dict:
 
     fns = {
         "nlp": jax.jit(nlp),
-        "vg": jax.jit(jax.value_and_grad(nlp_aux, has_aux=True)),
-        "hess": jax.jit(jax.hessian(nlp)),
+        "vg": jax.jit(vg),
+        "hess": jax.jit(jax.jacfwd(jax.jacfwd(nlp_plain))),
         "lbfgs": (lbfgs.init, jax.jit(lbfgs.update)),
         "loglik": lambda z, data: _loglik(problem, z, data),
+        "loglik_vjp": ll_vjp,
+        "status_batch": jax.jit(jax.vmap(lambda z, data: _loglik(problem, z, data)[1], in_axes=(0, None))),
         "problem_ref": problem,  # first problem of this design (functions close over its design only)
     }
     if key is not None:
@@ -505,7 +561,7 @@ def _hessian(problem: _Problem, z, method: str):
     if method == "autodiff":
         return np.asarray(fns["hess"](jnp.asarray(z), data))
     if method == "fd":
-        h = 1e-4
+        h = 1e-3
         p = len(z)
         H = np.empty((p, p))
         for i in range(p):
@@ -523,11 +579,12 @@ def _numpyro_model(problem: _Problem):
     import numpyro.distributions as dist
 
     p = len(problem.names)
+    ll_vjp = problem.fns["loglik_vjp"]
 
     def model(data):
         z = numpyro.sample("z", dist.Normal(jnp.zeros(p), 1.0).to_event(1))
-        ll, ok = _loglik(problem, z, data)
-        numpyro.deterministic("solve_ok", ok)
+        ll, ok = ll_vjp(z, data)
+        numpyro.deterministic("solve_ok", ok > 0.5)
         numpyro.factor("loglik", ll)
 
     return model
@@ -546,8 +603,7 @@ def _draw_status(problem: _Problem, z_draws: np.ndarray) -> np.ndarray:
         ok = np.asarray(res.status) == 0
         act = np.asarray(res.activity_mbq)[:, problem.t_idx, problem.r_idx]
         return ok & np.all(np.isfinite(act), axis=1)
-    f = jax.jit(jax.vmap(lambda z: _loglik(problem, z, problem.data)[1]))
-    return np.asarray(f(jnp.asarray(z_draws)))
+    return np.asarray(problem.fns["status_batch"](jnp.asarray(z_draws), problem.data))
 
 
 def calibrate(
@@ -564,6 +620,7 @@ def calibrate(
     chain_method: str = "vectorized",
     max_tree_depth: int = 8,
     target_accept_prob: float = 0.8,
+    dense_mass: bool = True,
     svi_steps: int = 2000,
     learning_rate: float = 0.01,
     guide: str = "multivariate",
@@ -596,8 +653,9 @@ def calibrate(
         guide, optax Adam) or ``"nuts"`` (numpyro NUTS).
     key:
         ``jax.random`` key or integer seed.
-    num_samples, num_warmup, num_chains, chain_method, max_tree_depth, target_accept_prob:
-        NUTS settings (``num_samples`` also sets the number of Laplace/SVI draws). Chains run
+    num_samples, num_warmup, num_chains, chain_method, max_tree_depth, target_accept_prob, dense_mass:
+        NUTS settings (``dense_mass``: adapt a full mass matrix, default; cheap for a few
+        parameters and it removes the cost of correlated posteriors) (``num_samples`` also sets the number of Laplace/SVI draws). Chains run
         ``"vectorized"`` (lock-step, one process) or ``"sequential"``; numpyro's ``"parallel"``
         does not work with the solver in this JAX version.
     svi_steps, learning_rate, guide:
@@ -608,7 +666,9 @@ def calibrate(
     init:
         ``"median"`` (prior median) or ``"map"`` (start SVI/NUTS from the MAP point).
     simulate_options:
-        ``rtol``, ``atol``, ``max_steps``, ``solver`` passed to ``pbpk.simulate``.
+        ``rtol``, ``atol``, ``max_steps``, ``solver`` passed to ``pbpk.simulate`` inside the
+        likelihood; defaults :data:`LIKELIHOOD_SIMULATE_OPTIONS` (rtol 1e-4, atol 1e-8 nmol).
+        Gradients are computed in forward mode (``jax.jacfwd``) whatever the method.
     rhat_threshold, ess_threshold:
         NUTS diagnostics below which a :class:`~calibration.ConvergenceWarning` is issued.
     informed_threshold:
@@ -712,7 +772,7 @@ def calibrate(
         else:
             strategy = init_to_uniform(radius=0.5)
         kernel = NUTS(npm, init_strategy=strategy, max_tree_depth=max_tree_depth,
-                      target_accept_prob=target_accept_prob)
+                      target_accept_prob=target_accept_prob, dense_mass=bool(dense_mass))
         cm = chain_method if num_chains > 1 else "sequential"
         mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
                     chain_method=cm, progress_bar=False)

@@ -159,12 +159,69 @@ def _initial_step(f, y0, f0, t_span, rtol, atol):
     return jnp.minimum(h, t_span)
 
 
+def _pattern_rows_cols(plan: SparseLUPlan) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of every input pattern entry of ``plan`` (from its slot layout)."""
+    key = plan._key
+    hit = _PATTERNS.get(key)
+    if hit is not None:
+        return hit
+    row = np.full(plan.n_slots, -1, dtype=np.int64)
+    col = np.full(plan.n_slots, -1, dtype=np.int64)
+    row[: plan.n] = col[: plan.n] = np.arange(plan.n)
+    for steps, gather in ((plan._fwd_steps, plan._l_gather), (plan._bwd_steps, plan._u_gather)):
+        for st in steps:
+            slots = gather[st.right]
+            row[slots] = st.target
+            col[slots] = st.left
+    if np.any(row < 0):  # every slot is a diagonal, an L or a U entry
+        raise AssertionError("sparse LU plan has slots outside L and U")
+    out = (row[plan._in_slot], col[plan._in_slot])
+    _PATTERNS[key] = out
+    return out
+
+
+_PATTERNS: dict = {}
+
+
+def _make_solve(plan: SparseLUPlan):
+    """``solve(factors, jac_vals, b)``: ``M^-1 b`` with a derivative rule that never
+    differentiates the factorisation.
+
+    ``M = shift * I - J`` is factorised outside (from stop-gradient values); its derivative
+    enters only through ``jac_vals`` (the pattern values of ``J``):
+    ``d(M^-1 b) = M^-1 (db + dJ x)``, which reuses the factors. This is the exact derivative
+    of the discrete scheme (the step size is held fixed), at the cost of one extra solve per
+    tangent instead of a differentiated factorisation and differentiated solves.
+    """
+    rows, cols = _pattern_rows_cols(plan)
+
+    @jax.custom_jvp
+    def solve(factors, jac_vals, b):
+        return plan.solve(factors, b)
+
+    def _solve_jvp(primals, tangents):
+        factors, _jac_vals, b = primals
+        _, djac, db = tangents
+        x = plan.solve(factors, b)
+        rhs = db
+        if not isinstance(djac, jax.custom_derivatives.SymbolicZero):
+            djx = jnp.zeros_like(x).at[rows].add(djac * x[cols])
+            rhs = djx if isinstance(db, jax.custom_derivatives.SymbolicZero) else db + djx
+        if isinstance(rhs, jax.custom_derivatives.SymbolicZero):
+            return x, jnp.zeros_like(x)
+        return x, plan.solve(factors, rhs)
+
+    solve.defjvp(_solve_jvp, symbolic_zeros=True)
+    return solve
+
+
 def _rodas_step(f, jac, plan: SparseLUPlan, y0, h):
     """One RODAS4 step of size ``h`` from ``y0``: returns ``(y1, error estimate, f0 finite)``."""
     f0 = f(y0)
     jv = jac(y0)
     inv_h = 1.0 / h
-    factors = plan.factor(plan.assemble(jv, inv_h / _GAMMA))
+    factors = plan.factor(plan.assemble(jax.lax.stop_gradient(jv), jax.lax.stop_gradient(inv_h) / _GAMMA))
+    lin_solve = _make_solve(plan)
     ks = []
     u = y0
     for i in range(6):
@@ -181,7 +238,7 @@ def _rodas_step(f, jac, plan: SparseLUPlan, y0, h):
             for c, k in zip(_C[i][1:], ks[1:], strict=True):
                 corr = corr + c * k
             rhs_i = f(u) + inv_h * corr
-        ks.append(plan.solve(factors, rhs_i))
+        ks.append(lin_solve(factors, jv, rhs_i))
     y1 = u + ks[5]
     finite_in = jnp.all(jnp.isfinite(f0), axis=0) & jnp.all(jnp.isfinite(jv), axis=0)
     return y1, ks[5], finite_in
