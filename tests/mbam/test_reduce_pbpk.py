@@ -1,0 +1,257 @@
+"""Automatic MBAM reduction of PBPK models (mbam.reduce_pbpk), its design, map and JSON."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+import mbam
+import pbpk
+from pbpk import Compartment, ModelGraph, PBPKModel, exchange, flow, transfer
+
+TIMES = np.array([0.5, 1.0, 4.0, 24.0, 96.0])
+SCHEDULE = pbpk.Schedule.single(100.0)
+
+
+def organ_model(ps=1e4):
+    """Plasma (dosed, renal clearance CL) perfusing one organ (vascular <-> interstitial by
+    exchange PS, the interstitium loses ligand to urine at kt). PS is far above every other
+    rate, so the exchange is at equilibrium."""
+    graph = ModelGraph(
+        "organ_model",
+        (
+            Compartment("plasma.plasma", "plasma", "plasma", "V_p"),
+            Compartment("organ.vascular", "organ", "vascular", "V_v"),
+            Compartment("organ.interstitial", "organ", "interstitial", "V_i"),
+            Compartment("urine.bladder", "urine", "excreta", None, in_body=False),
+        ),
+        (
+            flow("plasma.plasma", "organ.vascular", "Q"),
+            flow("organ.vascular", "plasma.plasma", "Q"),
+            exchange("organ.vascular", "organ.interstitial", "PS"),
+            flow("plasma.plasma", "urine.bladder", "CL"),
+            transfer("organ.interstitial", "urine.bladder", "kt"),
+        ),
+        dose_compartment="plasma.plasma",
+    )
+    return PBPKModel(graph, "Lu-177", {"V_p": 3.0, "V_v": 0.1, "V_i": 0.4, "Q": 2.0, "PS": ps,
+                                       "CL": 1.5, "kt": 0.05})
+
+
+def organ_design():
+    # the agent is only checked against models that name their ligand
+    return mbam.ReductionDesign(agent="none", pet_times_h=(1.0,), spect_times_h=(4.0, 24.0, 96.0),
+                                regions=("plasma", "organ"), activity_mbq=100.0, cv=0.1,
+                                floor_mbq=0.01)
+
+
+def organ_prior():
+    from calibration import LogNormal, Prior
+
+    return Prior((LogNormal("Q", 2.0, 0.3), LogNormal("CL", 1.5, 0.3), LogNormal("V_i", 0.4, 0.3)))
+
+
+@pytest.fixture(scope="module")
+def organ_reduction():
+    return mbam.reduce_pbpk(organ_model(), organ_design(), organ_prior(), max_iter=2,
+                            geodesic=False, population_draws=8, population_tol=0.01)
+
+
+# ------------------------------------------------------------------ design
+def test_design_defaults_and_json_round_trip():
+    d = mbam.ReductionDesign.psma_pet_spect(late_pet_h=3.0)
+    assert d.times_h == (1.0, 3.0, 4.0, 24.0, 96.0, 168.0)
+    again = mbam.ReductionDesign.from_json(d.to_json())
+    assert again == d
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"spect_times_h": (4.0, -1.0)}, "spect_times_h"),
+    ({"regions": "kidney"}, "list of region names"),
+    ({"regions": ("kidney", "kidney")}, "duplicates"),
+    ({"cv": 0.0}, "cv"),
+    ({"activity_mbq": float("nan")}, "activity_mbq"),
+])
+def test_design_errors_are_typed(kw, match):
+    with pytest.raises(mbam.DesignError, match=match):
+        mbam.ReductionDesign(**kw)
+    assert issubclass(mbam.DesignError, pbpk.InvalidInputError)
+
+
+def test_design_must_fit_the_model():
+    model = pbpk.psma_model("PSMA-617")
+    with pytest.raises(mbam.DesignError, match="ligand"):
+        mbam.ReductionDesign(agent="PSMA-11").check_model(model)
+    with pytest.raises(mbam.DesignError, match="not body regions"):
+        mbam.ReductionDesign(regions=("kidney", "urine")).check_model(model)
+    with pytest.raises(mbam.DesignError, match="unknown design field"):
+        mbam.ReductionDesign.from_dict({"agent": "PSMA-617", "times": [1]})
+    with pytest.raises(mbam.DesignError, match="JSON"):
+        mbam.ReductionDesign.from_json("{not json")
+
+
+def test_reduce_pbpk_rejects_bad_arguments():
+    model = organ_model()
+    with pytest.raises(pbpk.InvalidInputError, match="PBPKModel"):
+        mbam.reduce_pbpk("model", organ_design())
+    with pytest.raises(pbpk.InvalidInputError, match="chi2_tol"):
+        mbam.reduce_pbpk(model, organ_design(), chi2_tol=0)
+    with pytest.raises(pbpk.InvalidInputError, match="unknown parameter"):
+        mbam.reduce_pbpk(model, organ_design(), fixed=("nope",))
+    with pytest.raises(pbpk.InvalidInputError, match="refit"):
+        mbam.reduce_pbpk(model, organ_design(), refit="sometimes")
+
+
+# ------------------------------------------------------------------ the loop on a small model
+def test_fast_exchange_is_found_and_merged(organ_reduction):
+    red = organ_reduction
+    steps = red.accepted
+    assert steps, red.summary()
+    first = steps[0]
+    assert {"name": "PS", "direction": "inf", "how": "axis"} in first.limits
+    assert first.rewrites[0].kind == "merge_exchange"
+    assert first.chi2 <= 1.0 and first.n_params < 7
+    assert not any(p.kind == "exchange" for p in red.model.graph.processes)
+    assert "PS" not in red.model.parameters
+    assert red.parameter_map()["PS"] is None
+    counts = red.counts()
+    assert counts["states_after"] < counts["states_before"]
+    assert first.population_max_rel_err is not None and first.population_max_rel_err <= 0.01
+
+
+def test_population_tia_of_the_reduced_model_within_tolerance(organ_reduction):
+    """Prior draws through the parameter map: reduced-model TIA against the full model's
+    (an independent run of both models, not the loop's own check)."""
+    red = organ_reduction
+    draws = organ_prior().sample(3, 16)
+    full = pbpk.simulate_cohort(red.full_model, SCHEDULE, TIMES, draws, chunk_size=16)
+    reduced = pbpk.simulate_cohort(red.model, SCHEDULE, TIMES, red.map_parameters(draws), chunk_size=16)
+    rel = np.abs(np.asarray(reduced.tia_mbq_h) / np.asarray(full.tia_mbq_h) - 1.0)
+    assert rel.max() < 0.01
+    assert np.max(np.abs(np.asarray(reduced.mass_balance_residual))) < 1e-9
+
+
+def test_reduced_model_matches_the_analytic_lumped_system(organ_reduction):
+    """Independent reference: the two-pool linear system (plasma; organ of volume V_v + V_i)
+    solved with the matrix exponential."""
+    red = organ_reduction
+    if len(red.accepted) != 1:  # pragma: no cover - the reference below is for the merge only
+        pytest.skip(red.summary())
+    vp, vo, q, cl, kt = 3.0, 0.5, 2.0, 1.5, 0.05
+    fi = 0.4 / vo  # interstitial share of the merged organ amount
+    lam = red.model.parameters["lambda_phys_per_h"]
+    K = np.array([[-(q + cl) / vp, q / vo], [q / vp, -q / vo - kt * fi]]) - lam * np.eye(2)
+    ref = np.array([scipy.linalg.expm(K * t) @ np.array([100.0, 0.0]) for t in TIMES])
+    res = pbpk.simulate(red.model, SCHEDULE, TIMES, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(res.activity("plasma")), ref[:, 0], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(res.activity("organ")), ref[:, 1], rtol=1e-6, atol=1e-9)
+    # mass conservation (invariant) of the reduced graph
+    assert float(np.max(np.abs(np.asarray(res.mass_balance_residual)))) < 1e-9
+
+
+def test_parameter_map_sends_populations_to_the_reduced_model(organ_reduction):
+    red = organ_reduction
+    vv = np.array([0.1, 0.2, 0.05])
+    vi = np.array([0.4, 0.3, 0.6])
+    mapped = red.map_parameters({"V_v": vv, "V_i": vi})
+    (merged,) = [n for n in red.model.parameter_names if n.startswith("V_organ")]
+    np.testing.assert_allclose(mapped[merged], vv + vi, rtol=1e-12)  # V = V_v + V_i
+    np.testing.assert_allclose(mapped["V_p"], 3.0)
+    assert {np.shape(v) for v in mapped.values()} == {(3,)}  # ready for simulate_cohort
+    with pytest.raises(pbpk.InvalidInputError, match="unknown"):
+        red.map_parameters({"V_x": 1.0})
+    cohort = pbpk.simulate_cohort(red.model, SCHEDULE, TIMES, mapped, chunk_size=3)
+    assert np.all(np.asarray(cohort.status) == 0)
+    assert np.max(np.abs(np.asarray(cohort.mass_balance_residual))) < 1e-9
+
+
+def test_reduction_json_round_trip(organ_reduction, tmp_path):
+    red = organ_reduction
+    path = red.save(tmp_path / "reduced.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "mbam-pbpk-reduction/1"
+    again = mbam.load_reduced(path)
+    assert again.model.graph == red.model.graph
+    assert again.model.parameters == red.model.parameters
+    assert [s.description for s in again.history] == [s.description for s in red.history]
+    vals = {"V_v": np.array([0.2]), "Q": np.array([3.0])}
+    a, b = red.map_parameters(vals), again.map_parameters(vals)
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k]) for k in a)
+    r1 = pbpk.simulate(again.model, SCHEDULE, TIMES)
+    r2 = pbpk.simulate(red.model, SCHEDULE, TIMES)
+    np.testing.assert_array_equal(np.asarray(r1.activity_mbq), np.asarray(r2.activity_mbq))
+    assert mbam.load_reduced(red.to_json()).model.graph == red.model.graph
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{\"format\": \"other\"}", "not an MBAM reduction"),
+    ("{broken", "not valid JSON"),
+    ("{\"format\": \"mbam-pbpk-reduction/1\"}", "incomplete"),
+])
+def test_load_reduced_errors(text, match, tmp_path):
+    with pytest.raises(pbpk.InvalidInputError, match=match):
+        mbam.load_reduced(text)
+    with pytest.raises(pbpk.InvalidInputError, match="no reduction file"):
+        mbam.load_reduced(tmp_path / "missing.json")
+
+
+def test_max_iter_zero_returns_the_full_model():
+    model = organ_model()
+    with pytest.raises(pbpk.InvalidInputError, match="prior"):
+        mbam.reduce_pbpk(model, organ_design(), prior=object())
+    red = mbam.reduce_pbpk(model, organ_design(), max_iter=0, parameters=("Q", "PS"))
+    assert red.model is model and red.history == () and red.stop_reason == "max_iter"
+    assert red.map_parameters({"Q": 2.5})["Q"] == pytest.approx(2.5)
+
+
+# ------------------------------------------------------------------ receptor removal and pruning
+def test_receptor_to_zero_and_pruning_conserve_mass_and_match_the_unpruned_graph():
+    psma = pbpk.psma_model()
+    removed, _ = mbam.remove_process(psma, "binding", "gi.interstitial", "gi.bound")
+    pruned, rec = mbam.prune_unreachable(removed)
+    assert rec.kind == "prune_unreachable"
+    assert set(rec.parameter_map) == {"krel_gi"}  # R_gi went with the binding
+    assert "gi.bound" not in pruned.graph.compartment_names
+    assert pruned.compiled.n_states == removed.compiled.n_states - 4  # 2 pools x hot/cold
+    kw = {"rtol": 1e-9, "atol": 1e-12}
+    times = [1.0, 24.0, 168.0]
+    a = pbpk.simulate(removed, pbpk.Schedule.single(7400.0), times, **kw)
+    b = pbpk.simulate(pruned, pbpk.Schedule.single(7400.0), times, **kw)
+    assert a.body_regions == b.body_regions
+    np.testing.assert_allclose(np.asarray(b.tia_mbq_h), np.asarray(a.tia_mbq_h), rtol=1e-7)
+    assert float(np.max(np.abs(np.asarray(b.mass_balance_residual)))) < 1e-9
+
+
+def test_patient_and_reducible_parameters():
+    psma = pbpk.psma_model()
+    pat = mbam.patient_parameters(psma)
+    assert "kon" not in pat and "lambda_phys_per_h" not in pat and "R_kidney" in pat
+    red = mbam.reducible_parameters(psma, fixed=("Q_kidney",))
+    assert "V_art" not in red and "f_exc" not in red and "Q_kidney" not in red
+    assert "PS_lungs" in red and "gfr_eff" in red
+
+
+# ------------------------------------------------------------------ the PSMA model (slow)
+@pytest.mark.slow
+def test_psma_reduction_step_runs_everywhere_a_full_model_runs():
+    from calibration import Observations, Prior, calibrate
+
+    full = pbpk.psma_model("PSMA-617")
+    red = mbam.reduce_pbpk(full, max_iter=1, prior=Prior.default(full), population_draws=8)
+    assert red.accepted, red.summary()
+    model = red.model
+    assert len(model.parameter_names) < len(full.parameter_names)
+    res = pbpk.simulate(model, pbpk.Schedule.single(7400.0), [1.0, 24.0, 168.0])
+    assert float(np.max(np.abs(np.asarray(res.mass_balance_residual)))) < 1e-9
+    two = pbpk.simulate(model, pbpk.Schedule.cycles(7400.0, n_cycles=2, interval_h=1000.0),
+                        [1.0, 24.0, 168.0, 1100.0])
+    assert float(np.max(np.abs(np.asarray(two.mass_balance_residual)))) < 1e-9
+    ref = pbpk.simulate(full, pbpk.Schedule.single(7400.0), [24.0, 168.0])
+    obs = Observations.from_records(
+        [{"region": r, "time_h": 24.0, "value": float(ref.activity(r)[0]), "unit": "MBq"}
+         for r in ("kidney", "salivary", "tumour1")], agent="PSMA-617")
+    prior = Prior.default(model, parameters=[n for n in ("R_kidney", "R_salivary", "R_tumour1")
+                                             if n in model.parameters])
+    post = calibrate(model, pbpk.Schedule.single(7400.0), obs, prior, method="map")
+    assert np.all(np.isfinite(list(post.map.values())))
