@@ -309,7 +309,10 @@ def psma_model(
     p, src = _common_parameters(phys, organs, lig, protein_binding)
     # receptor amounts (nmol) = density (nmol/L) x organ volume
     rho_lesion = dict(zip(tumours, dens))
-    rho_rest = 1.4 * (sum(dens) / len(dens))  # Bartelink: TumourRest = 1.4 x mean lesion density
+    # Bartelink: TumourRest = 1.4 x mean lesion density; with no lesion modelled, the default
+    # lesion density (50 nmol/L) sets the prostate and other PSMA-expressing tissues
+    mean_lesion = sum(dens) / len(dens) if dens else 50.0
+    rho_rest = 1.4 * mean_lesion
     rho = {"salivary": 40.0, "lacrimal": 42.0, "kidney": 16.0}
     rho["prostate"] = 0.1 * rho_rest
     rho["liver"] = 0.05 * rho["prostate"]
