@@ -168,13 +168,13 @@ def _unit_definitions(model) -> None:
             u.setScale(scale)
             u.setMultiplier(multiplier)
 
-    s, mol, l = libsbml.UNIT_KIND_SECOND, libsbml.UNIT_KIND_MOLE, libsbml.UNIT_KIND_LITRE
+    s, mol, litre = libsbml.UNIT_KIND_SECOND, libsbml.UNIT_KIND_MOLE, libsbml.UNIT_KIND_LITRE
     define("hour", (s, 1, 0, 3600.0))
     define("nmol", (mol, 1, -9, 1.0))
     define("per_hour", (s, -1, 0, 3600.0))
-    define("litre_per_hour", (l, 1, 0, 1.0), (s, -1, 0, 3600.0))
+    define("litre_per_hour", (litre, 1, 0, 1.0), (s, -1, 0, 3600.0))
     define("nmol_hour", (mol, 1, -9, 1.0), (s, 1, 0, 3600.0))
-    define("litre_per_nmol_per_hour", (l, 1, 0, 1.0), (mol, -1, -9, 1.0), (s, -1, 0, 3600.0))
+    define("litre_per_nmol_per_hour", (litre, 1, 0, 1.0), (mol, -1, -9, 1.0), (s, -1, 0, 3600.0))
     define("dimensionless_fraction", (libsbml.UNIT_KIND_DIMENSIONLESS, 1, 0, 1.0))
     model.setTimeUnits("hour")
     model.setSubstanceUnits("nmol")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from twin._cli_types import positive_float as _positive_float
+from twin._cli_types import positive_int as _positive_int
+
 _EPILOG_COHORT = """examples:
   twin cohort --n 2000 --out out/cohort
   twin cohort --n 100000 --agent PSMA-617 --activity-gbq 7.4 --cycles 6 --chunk-size 128 --out out/big
@@ -23,24 +26,6 @@ writes summary.csv, exceedance.csv and trial.png next to the parquet parts.
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return v
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
