@@ -18,14 +18,21 @@ Reported (``benchmarks/results/bench_calibration.json``):
   ``laplace_autodiff_wall_s`` (first call, i.e. with the ``jax.hessian`` compilation);
 * ``svi_wall_s``: SVI with a multivariate-normal guide, ``svi_steps`` Adam steps, compilation
   included;
-* ``nuts_wall_s``: NUTS with ``chains`` vectorised chains x (``warmup`` + ``draws``),
-  compilation included; ``rhat_max``, ``ess_min``, ``divergences``;
+* ``nuts_wall_s``: ``calibrate(method="nuts", init="map")`` with ``chains`` x (``warmup`` +
+  ``draws``), compilation and the (warm) MAP included; chains run as ``nuts_chain_method``
+  (default ``"auto"``: ``"processes"`` on >= 2 cores, i.e. this process plus
+  ``nuts_workers - 1`` worker processes, ``nuts_worker_wall_s`` each, each group of chains
+  vectorised) and warmup starts from the Laplace covariance at the MAP
+  (``nuts_initial_mass``); ``rhat_max``, ``ess_min``, ``divergences``;
+* with ``--compare-previous``: ``nuts_previous``, the same run as before this change (all
+  chains vectorised in this process, identity initial mass), for the before/after ratio;
 * ``model_states``: ODE states of the full model (the decay-free single-bolus solve uses fewer).
 
 The issue's target (4 chains x (500 + 500) in <= 60 s, SVI <= 10 s) is recorded next to the
 measurement; there is no peer in this benchmark.
 
-Usage: ``python benchmarks/bench_calibration.py [--chains 4 --warmup 500 --draws 500 --svi-steps 1000]``
+Usage: ``python benchmarks/bench_calibration.py [--chains 4 --warmup 500 --draws 500 --svi-steps 1000
+--chain-method auto --compare-previous]``
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--svi-steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--chain-method", default="auto", choices=("auto", "processes", "vectorized", "sequential"))
+    ap.add_argument("--compare-previous", action="store_true",
+                    help="also run NUTS as before (vectorised chains in one process, identity initial mass)")
     args = ap.parse_args(argv)
 
     import jax
@@ -157,14 +167,36 @@ def main(argv=None) -> dict:
         out["svi_wall_s"] = time.perf_counter() - t
         out["svi_steps"] = args.svi_steps
         t = time.perf_counter()
+        out["load_1min_before_nuts"] = os.getloadavg()[0]
         nuts = calibrate(model, schedule, obs, prior, method="nuts", num_chains=args.chains,
-                         num_warmup=args.warmup, num_samples=args.draws, chain_method="vectorized", key=1,
+                         num_warmup=args.warmup, num_samples=args.draws, chain_method=args.chain_method, key=1,
                          init="map")
         out["nuts_wall_s"] = time.perf_counter() - t
+        out["load_1min_after_nuts"] = os.getloadavg()[0]
+        if args.compare_previous:
+            import calibration._inference as inference
+
+            inference._LAPLACE_INIT_MASS = False
+            try:
+                t = time.perf_counter()
+                prev = calibrate(model, schedule, obs, prior, method="nuts", num_chains=args.chains,
+                                 num_warmup=args.warmup, num_samples=args.draws, chain_method="vectorized", key=1,
+                                 init="map")
+                dp = prev.diagnostics
+                out["nuts_previous"] = {"chain_method": "vectorized", "initial_mass": "identity",
+                                        "nuts_wall_s": time.perf_counter() - t, "rhat_max": dp["rhat_max"],
+                                        "ess_min": dp["ess_min"], "divergences": dp["divergences"],
+                                        "leapfrogs_sampling": dp["num_steps_total_sampling"],
+                                        "load_1min_after": os.getloadavg()[0]}
+            finally:
+                inference._LAPLACE_INIT_MASS = True
     d = nuts.diagnostics
     out.update({"chains": args.chains, "warmup": args.warmup, "draws": args.draws, "rhat_max": d["rhat_max"],
                 "ess_min": d["ess_min"], "divergences": d["divergences"],
                 "nuts_leapfrogs_sampling": d["num_steps_total_sampling"],
+                "nuts_chain_method": d["chain_method"], "nuts_workers": d.get("nuts_workers", 1),
+                "nuts_worker_wall_s": d.get("nuts_worker_wall_s"), "nuts_initial_mass": d["nuts_initial_mass"],
+                "nuts_in_calibrate_s": d["nuts_wall_s"], "nuts_map_s": d.get("map_wall_s"),
                 "nuts_uninformed": list(nuts.uninformed), "svi_uninformed": list(svi.uninformed)})
     post_log_mean = {n: float(np.mean(nuts.log_samples[:, i])) for i, n in enumerate(nuts.names)}
     out["nuts_vs_laplace_log_mean_diff"] = {n: post_log_mean[n] - float(np.mean(lap.log_samples[:, i]))
@@ -174,7 +206,8 @@ def main(argv=None) -> dict:
     RESULT.write_text(json.dumps(out, indent=1, default=float))
     print(json.dumps({k: out[k] for k in ("gradient_s", "gradient_reverse_rtol1e-6_s", "forward_s", "map_wall_s", "laplace_fd_wall_s",
                                           "laplace_autodiff_wall_s", "svi_wall_s", "nuts_wall_s", "rhat_max",
-                                          "ess_min", "divergences", "tolerance_check")}, indent=1))
+                                          "ess_min", "divergences", "nuts_chain_method", "nuts_worker_wall_s",
+                                          "load_1min", "load_1min_before_nuts", "tolerance_check")}, indent=1))
     return out
 
 

@@ -29,6 +29,7 @@ are reported with :class:`ConvergenceWarning` and :class:`SolverFailureWarning`.
 from calibration._errors import (
     CalibrationError,
     CalibrationWarning,
+    ChainProcessError,
     ConvergenceWarning,
     ObservationError,
     PriorError,
@@ -59,6 +60,7 @@ __all__ = [
     "UNITS",
     "CalibrationError",
     "CalibrationWarning",
+    "ChainProcessError",
     "ConvergenceWarning",
     "LogNormal",
     "LogPosterior",

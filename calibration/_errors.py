@@ -11,6 +11,7 @@ from pbpk._errors import InvalidInputError, PBPKError, UnknownNameError
 __all__ = [
     "CalibrationError",
     "CalibrationWarning",
+    "ChainProcessError",
     "ConvergenceWarning",
     "ObservationError",
     "PriorError",
@@ -21,6 +22,11 @@ __all__ = [
 
 class CalibrationError(PBPKError):
     """Base class of every error raised by ``calibration``."""
+
+
+class ChainProcessError(CalibrationError):
+    """NUTS chains run in worker processes (``chain_method="processes"``) failed: a worker
+    crashed or raised (the message carries its traceback), or the problem could not be sent to it."""
 
 
 class ObservationError(CalibrationError, InvalidInputError):

@@ -177,7 +177,7 @@ def test_laplace_recovery_20_patients(model, prior):
 
 @pytest.mark.slow
 def test_nuts_recovery_20_patients(model, prior):
-    """NUTS (2 vectorised chains) on 20 virtual patients: coverage of the 90 % intervals."""
+    """NUTS (2 chains, default chain method) on 20 virtual patients: coverage of the 90 % intervals."""
     pats = virtual_patients(model, prior, 20, seed=202)
     inside = total = 0
     for k, (truth, obs) in enumerate(pats):
