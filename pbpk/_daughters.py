@@ -860,7 +860,13 @@ def simulate_chain(
         The solver failed.
     """
     from pbpk._compile import check_parameter_values
-    from pbpk._simulate import _as_schedule, _as_times, _dose_inputs, _segments
+    from pbpk._simulate import (
+        _as_schedule,
+        _as_times,
+        _dose_inputs,
+        _merged_parameters,
+        _segments,
+    )
 
     if not isinstance(chain, ChainModel):
         raise InvalidInputError(
@@ -874,14 +880,7 @@ def simulate_chain(
         )
     times = _as_times(times_h)
     parent = chain.parent
-    merged = dict(parent.parameters)
-    if params:
-        unknown = [k for k in params if k not in merged]
-        if unknown:
-            raise InvalidInputError(
-                f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(parent.parameter_names)}."
-            )
-        merged.update({k: float(v) for k, v in params.items()})
+    merged = _merged_parameters(parent, {k: float(v) for k, v in (params or {}).items()})
     cg = parent.compiled
     check_parameter_values(cg, merged)
     segs, out_map = _segments(schedule, times)

@@ -385,14 +385,7 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     schedule = _as_schedule(schedule)
     times = _as_times(times_h)
     cg = model.compiled
-    merged = dict(model.parameters)
-    if params:
-        unknown = [k for k in params if k not in merged]
-        if unknown:
-            raise InvalidInputError(
-                f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(cg.param_names)}."
-            )
-        merged.update(params)
+    merged = _merged_parameters(model, params)
     check_parameter_values(cg, merged)
     segs, out_map = _segments(schedule, times)
     bolus, infusion = _dose_inputs(model, schedule, segs)
@@ -406,6 +399,20 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     fn = _jitted(model.graph, model.nuclide, segs, out_map, continues, tuple(injected),
                  tuple(times.tolist()), bool(subcompartments), opts, batched, analytic)
     return fn, merged, cg, jnp.asarray(bolus), jnp.asarray(infusion)
+
+
+def _merged_parameters(model: PBPKModel, params) -> dict:
+    """The model's parameters with ``params`` (a mapping, possibly traced values) on top."""
+    merged = dict(model.parameters)
+    if params:
+        unknown = [k for k in params if k not in merged]
+        if unknown:
+            raise InvalidInputError(
+                f"unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(model.compiled.param_names)}."
+            )
+        merged.update(params)
+    return merged
 
 
 def _as_times(times_h) -> np.ndarray:

@@ -5,34 +5,19 @@ imports this module through the parent's ``sys.path``. ``available_cores`` is pa
 the process path is exercised on any machine.
 """
 
-import math
 import sys
 import warnings
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from linear_gaussian_case import PRIOR, closed_form, linear_model, observations
 
 import calibration._chains as chains_mod
 from calibration import (
     CalibrationWarning,
     ChainProcessError,
-    LogNormal,
-    NoiseModel,
-    Observations,
-    Prior,
     calibrate,
 )
-
-A = np.array([[1.0, 0.5], [0.2, 1.0], [1.0, -1.0], [0.3, 0.3]])
-C = np.array([0.1, -0.2, 0.3, 0.0])
-CV = 0.2
-PRIOR = Prior((LogNormal("a", 2.0, 0.8), LogNormal("b", 0.5, 0.5)))
-
-
-def linear_model(params):
-    logp = jnp.stack([jnp.log(params["a"]), jnp.log(params["b"])])
-    return jnp.exp(C + jnp.asarray(A) @ logp)
 
 
 def fails_in_worker(params):
@@ -44,10 +29,7 @@ def fails_in_worker(params):
 
 @pytest.fixture(scope="module")
 def obs():
-    rng = np.random.default_rng(3)
-    y = np.exp(C + A @ np.log([3.0, 0.4]) + 0.15 * rng.standard_normal(len(C)))
-    recs = [{"region": f"r{i}", "time_h": 1.0, "value": v, "unit": "MBq"} for i, v in enumerate(y)]
-    return Observations.from_records(recs, noise=NoiseModel(cv=CV, floor=0.0))
+    return observations()
 
 
 @pytest.fixture(autouse=True)
@@ -55,16 +37,8 @@ def two_cores(monkeypatch):
     monkeypatch.setattr(chains_mod, "available_cores", lambda: 2)
 
 
-def _closed_form(obs):
-    s2 = math.log1p(CV**2)
-    mu0, s0 = PRIOR.log_loc, PRIOR.log_scale
-    cov = np.linalg.inv(np.diag(1 / s0**2) + A.T @ A / s2)
-    mean = cov @ (mu0 / s0**2 + A.T @ (np.log(obs.value) - C) / s2)
-    return mean, cov
-
-
 def test_processes_match_closed_form_and_vectorized(obs):
-    mean, cov = _closed_form(obs)
+    mean, cov = closed_form(obs)
     kw = {"method": "nuts", "num_warmup": 150, "num_samples": 200, "num_chains": 2, "key": 5, "ess_threshold": 50,
           "init": "map"}
     post = calibrate(linear_model, None, obs, PRIOR, chain_method="processes", **kw)
@@ -120,7 +94,7 @@ def test_auto_resolution(obs):
     assert inf._resolve_chain_method("auto", gen, 1) == "sequential"
     assert inf._resolve_chain_method("processes", gen, 2) == "processes"
     # the initial NUTS inverse mass (init="map") is the Laplace covariance in z = (log p - mu) / sd
-    mean, cov = _closed_form(obs)
+    mean, cov = closed_form(obs)
     s0 = PRIOR.log_scale
     imm = inf._laplace_inverse_mass(gen, (mean - PRIOR.log_loc) / s0)
     np.testing.assert_allclose(imm, cov / np.outer(s0, s0), rtol=1e-3, atol=1e-8)

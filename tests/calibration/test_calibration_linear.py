@@ -5,12 +5,12 @@ log-parameters this is a linear-Gaussian model, so the posterior is Gaussian wit
 and covariance; Laplace is exact, SVI (multivariate guide) and NUTS approximate it.
 """
 
-import math
 import warnings
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from linear_gaussian_case import PRIOR, closed_form, linear_model, observations
 
 from calibration import (
     ConvergenceWarning,
@@ -22,42 +22,15 @@ from calibration import (
     calibrate,
 )
 
-A = np.array([[1.0, 0.5], [0.2, 1.0], [1.0, -1.0], [0.3, 0.3]])
-C = np.array([0.1, -0.2, 0.3, 0.0])
-CV = 0.2
-PRIOR = Prior((LogNormal("a", 2.0, 0.8), LogNormal("b", 0.5, 0.5)))
-
-
-def linear_model(params):
-    logp = jnp.stack([jnp.log(params["a"]), jnp.log(params["b"])])
-    return jnp.exp(C + jnp.asarray(A) @ logp)
-
-
-def _observations():
-    rng = np.random.default_rng(3)
-    true_log = np.array([math.log(3.0), math.log(0.4)])
-    y = np.exp(C + A @ true_log + 0.15 * rng.standard_normal(len(C)))
-    recs = [{"region": f"r{i}", "time_h": 1.0, "value": v, "unit": "MBq"} for i, v in enumerate(y)]
-    return Observations.from_records(recs, noise=NoiseModel(cv=CV, floor=0.0))
-
-
-def _closed_form(obs):
-    s2 = math.log1p(CV**2)
-    mu0, s0 = PRIOR.log_loc, PRIOR.log_scale
-    prec = np.diag(1 / s0**2) + A.T @ A / s2
-    cov = np.linalg.inv(prec)
-    mean = cov @ (mu0 / s0**2 + A.T @ (np.log(obs.value) - C) / s2)
-    return mean, cov
-
 
 @pytest.fixture(scope="module")
 def obs():
-    return _observations()
+    return observations()
 
 
 @pytest.mark.parametrize("hessian", ["autodiff", "fd"])
 def test_laplace_is_exact(obs, hessian):
-    mean, cov = _closed_form(obs)
+    mean, cov = closed_form(obs)
     post = calibrate(linear_model, None, obs, PRIOR, method="laplace", hessian=hessian, num_samples=4000)
     np.testing.assert_allclose(post.map_log, mean, atol=1e-6)
     np.testing.assert_allclose(post.covariance_log, cov, rtol=1e-4 if hessian == "autodiff" else 1e-3, atol=1e-8)
@@ -68,23 +41,23 @@ def test_laplace_is_exact(obs, hessian):
 
 
 def test_map_only(obs):
-    mean, _ = _closed_form(obs)
+    mean, _ = closed_form(obs)
     post = calibrate(linear_model, None, obs, PRIOR, method="map")
     np.testing.assert_allclose(post.map_log, mean, atol=1e-6)
     assert post.log_samples.shape == (1, 2)
     assert post.diagnostics["map_converged"]
 
 
-def test_svi_matches_closed_form(obs):
-    mean, cov = _closed_form(obs)
+def test_svi_matchesclosed_form(obs):
+    mean, cov = closed_form(obs)
     post = calibrate(linear_model, None, obs, PRIOR, method="svi", svi_steps=3000, learning_rate=0.02,
                      num_samples=4000, key=1)
     np.testing.assert_allclose(post.log_samples.mean(0), mean, atol=0.05)
     np.testing.assert_allclose(np.sqrt(np.diag(post.covariance_log)), np.sqrt(np.diag(cov)), rtol=0.15)
 
 
-def test_nuts_matches_closed_form(obs):
-    mean, cov = _closed_form(obs)
+def test_nuts_matchesclosed_form(obs):
+    mean, cov = closed_form(obs)
     post = calibrate(linear_model, None, obs, PRIOR, method="nuts", num_warmup=300, num_samples=500,
                      num_chains=2, key=2, ess_threshold=50)
     d = post.diagnostics
