@@ -201,6 +201,12 @@ def main(argv=None) -> dict:
     post_log_mean = {n: float(np.mean(nuts.log_samples[:, i])) for i, n in enumerate(nuts.names)}
     out["nuts_vs_laplace_log_mean_diff"] = {n: post_log_mean[n] - float(np.mean(lap.log_samples[:, i]))
                                             for i, n in enumerate(nuts.names)}
+    # SVI against NUTS (the reference posterior): posterior means (log space) and SD ratios
+    nuts_sd = np.std(nuts.log_samples, axis=0)
+    out["svi_vs_nuts_log_mean_diff_in_nuts_sd"] = {
+        n: (float(np.mean(svi.log_samples[:, i])) - post_log_mean[n]) / float(nuts_sd[i])
+        for i, n in enumerate(nuts.names)}
+    out["svi_over_nuts_sd"] = {n: float(np.std(svi.log_samples[:, i]) / nuts_sd[i]) for i, n in enumerate(nuts.names)}
     out["load_1min_end"] = os.getloadavg()[0]
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     RESULT.write_text(json.dumps(out, indent=1, default=float))

@@ -55,32 +55,67 @@ def run_group(problem, z_init, keys: np.ndarray, settings: dict, chain_method: s
     ``solve_ok`` (k, D), ``diverging`` (k, D), ``num_steps`` (k, D) and ``wall_s``.
     """
     import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
+    from numpyro.infer import MCMC, NUTS
 
-    from calibration._inference import _numpyro_model
+    from calibration._inference import _potential
 
-    npm = _numpyro_model(problem)
-    if z_init is not None:
-        strategy = init_to_value(values={"z": jnp.asarray(z_init)})
-    else:
-        strategy = init_to_uniform(radius=0.5)
+    # NUTS on the potential (negative log posterior in z space) directly, not on a numpyro
+    # model: numpyro would otherwise trace the model eagerly to initialise it, and each eager
+    # trace of the solver's gradient compiles it anew (7 s of the 30 s a chain took)
+    potential = _potential(problem)
+    k = int(keys.shape[0])
+    z0 = _initial_points(problem, z_init, keys)
     imm = None
     if inverse_mass is not None:
-        imm = {("z",): jnp.asarray(inverse_mass) if settings["dense_mass"] else jnp.diag(jnp.asarray(inverse_mass))}
-    kernel = NUTS(npm, init_strategy=strategy, max_tree_depth=settings["max_tree_depth"],
+        imm = jnp.asarray(inverse_mass) if settings["dense_mass"] else jnp.diag(jnp.asarray(inverse_mass))
+    kernel = NUTS(potential_fn=potential, max_tree_depth=settings["max_tree_depth"],
                   target_accept_prob=settings["target_accept_prob"], dense_mass=settings["dense_mass"],
                   inverse_mass_matrix=imm)
-    k = int(keys.shape[0])
     mcmc = MCMC(kernel, num_warmup=settings["num_warmup"], num_samples=settings["num_samples"], num_chains=k,
                 chain_method=chain_method if k > 1 else "sequential", progress_bar=False)
     t = time.perf_counter()
-    mcmc.run(jnp.asarray(keys if k > 1 else keys[0]), problem.data, extra_fields=("diverging", "num_steps"))
-    samples = mcmc.get_samples(group_by_chain=True)
+    mcmc.run(jnp.asarray(keys if k > 1 else keys[0]), init_params=jnp.asarray(z0 if k > 1 else z0[0]),
+             extra_fields=("diverging", "num_steps", "potential_energy"))
+    z = np.asarray(mcmc.get_samples(group_by_chain=True))
     ef = mcmc.get_extra_fields(group_by_chain=True)
-    out = {"z": np.asarray(samples["z"]), "solve_ok": np.asarray(samples["solve_ok"]),
-           "diverging": np.asarray(ef["diverging"]), "num_steps": np.asarray(ef["num_steps"])}
+    pe = np.asarray(ef["potential_energy"])
+    # a failed solve has infinite potential and is never accepted; the flag says so per draw
+    out = {"z": z.reshape(k, -1, z.shape[-1]), "solve_ok": np.isfinite(pe).reshape(k, -1),
+           "diverging": np.asarray(ef["diverging"]).reshape(k, -1),
+           "num_steps": np.asarray(ef["num_steps"]).reshape(k, -1)}
     out["wall_s"] = time.perf_counter() - t
     return out
+
+
+def _initial_points(problem, z_init, keys: np.ndarray, tries: int = 100) -> np.ndarray:
+    """(k, P) starting points: ``z_init`` for every chain, or, without one, points drawn
+    uniformly in (-0.5, 0.5) around the prior median (z = 0) from each chain's key, redrawn
+    where the simulation fails (as numpyro's ``init_to_uniform(radius=0.5)``)."""
+    import jax
+    import jax.numpy as jnp
+
+    p = len(problem.names)
+    k = int(keys.shape[0])
+    if z_init is not None:
+        return np.broadcast_to(np.asarray(z_init, dtype=float), (k, p)).copy()
+    from calibration._errors import CalibrationError
+
+    vg = problem.fns["vg"]
+    points = np.empty((k, p))
+    for c in range(k):
+        key = jax.random.fold_in(jnp.asarray(keys[c], dtype=jnp.uint32), 0x1417)
+        for _ in range(tries):
+            key, sub = jax.random.split(key)
+            z = np.asarray(jax.random.uniform(sub, (p,), minval=-0.5, maxval=0.5, dtype=float))
+            (v, ok), g = vg(jnp.asarray(z), problem.data)
+            if bool(ok) and np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g))):
+                points[c] = z
+                break
+        else:
+            raise CalibrationError(
+                f"no starting point with a successful simulation found for NUTS chain {c} in {tries} draws "
+                "around the prior median; use init='map' or check the model and prior.")
+    return points
 
 
 # ---------------------------------------------------------------------------- parent side

@@ -183,7 +183,10 @@ def _make_loglik_vjp(problem: _Problem):
         return ct_ll * g, jax.tree_util.tree_map(jnp.zeros_like, data)
 
     ll_fn.defvjp(fwd, bwd)
-    return ll_fn
+    # jitted: numpyro traces its model eagerly several times (initialisation, guides), and
+    # each eager call of the solver would otherwise be compiled anew (about 1 s each); inside
+    # numpyro's own jitted programs this inner jit is inlined.
+    return jax.jit(ll_fn)
 
 
 _CACHE: OrderedDict = OrderedDict()
@@ -603,20 +606,87 @@ def _hessian(problem: _Problem, z, method: str):
     raise InvalidInputError(f"hessian = {method!r}; use 'autodiff' or 'fd'.")
 
 
-def _numpyro_model(problem: _Problem):
-    import numpyro
-    import numpyro.distributions as dist
+def _potential(problem: _Problem):
+    """The NUTS potential energy: the negative log posterior in z space (prior N(0, I)), +inf
+    where the simulation fails. Its gradient rule calls the problem's jitted value-and-gradient
+    (forward mode), so the eager gradient calls numpyro makes while initialising reuse one
+    compiled function (the MAP's) instead of compiling the solver again for each."""
+    vg, nlp, data = problem.fns["vg"], problem.fns["nlp"], problem.data
 
+    @jax.custom_vjp
+    def potential(z):
+        return nlp(z, data)
+
+    def fwd(z):
+        (v, _), g = vg(z, data)
+        return v, g
+
+    def bwd(g, ct):
+        return (ct * g,)
+
+    potential.defvjp(fwd, bwd)
+    return potential
+
+
+def _run_svi(problem: _Problem, z_init, steps: int, learning_rate: float, key, full_rank: bool):
+    """Stochastic variational inference with a Gaussian guide in z space, Adam (optax).
+
+    The guide is ``N(loc, L L^T)`` with ``L`` lower triangular (``full_rank``) or diagonal,
+    ``diag(L) = exp(log_diag)``, started at ``z_init`` with scale 0.1. Each step draws one
+    ``eps ~ N(0, I)`` and follows the reparameterised gradient of the negative ELBO,
+    ``U(loc + L eps) - sum(log_diag)`` (the potential ``U`` up to a constant; the Gaussian
+    entropy is ``sum(log_diag)`` + const), i.e. numpyro's ``Trace_ELBO`` with one particle.
+    Steps whose loss or gradient is not finite (a failed solve) are skipped.
+
+    The loop runs in Python around the problem's compiled value-and-gradient (shared with the
+    MAP, Laplace and NUTS initialisation, so nothing about the solver is compiled again) and a
+    small jitted Adam step; a single jitted scan over the steps would compile the solver's
+    gradient a second time, which costs more than the loop's dispatch overhead.
+
+    Returns ``({"loc", "scale_tril", "log_diag"} as numpy, losses)``.
+    """
+    import optax
+
+    vg, data = problem.fns["vg"], problem.data
     p = len(problem.names)
-    ll_vjp = problem.fns["loglik_vjp"]
+    opt = optax.adam(learning_rate)
+    lower = np.tril(np.ones((p, p)), -1) if full_rank else np.zeros((p, p))
 
-    def model(data):
-        z = numpyro.sample("z", dist.Normal(jnp.zeros(p), 1.0).to_event(1))
-        ll, ok = ll_vjp(z, data)
-        numpyro.deterministic("solve_ok", ok > 0.5)
-        numpyro.factor("loglik", ll)
+    def tril(params):
+        return jnp.diag(jnp.exp(params["log_diag"])) + params["off"] * lower
 
-    return model
+    @jax.jit
+    def draw(params, k):
+        eps = jax.random.normal(k, (p,))
+        return params["loc"] + tril(params) @ eps, eps
+
+    @jax.jit
+    def step(params, state, eps, value, gz):
+        grads = {"loc": gz, "log_diag": gz * eps * jnp.exp(params["log_diag"]) - 1.0,
+                 "off": jnp.outer(gz, eps) * lower}
+        ok = jnp.isfinite(value) & jnp.all(jnp.isfinite(gz))
+        grads = jax.tree_util.tree_map(lambda g: jnp.where(ok, g, 0.0), grads)
+        updates, new_state = opt.update(grads, state, params)
+        new_params = optax.apply_updates(params, updates)
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        params = jax.tree_util.tree_map(keep, new_params, params)
+        state = jax.tree_util.tree_map(keep, new_state, state)
+        return params, state, value - jnp.sum(params["log_diag"])
+
+    params = {"loc": jnp.asarray(z_init, dtype=float), "log_diag": jnp.full(p, np.log(0.1)),
+              "off": jnp.zeros((p, p))}
+    state = opt.init(params)
+    keys = jax.random.split(key, steps)
+    losses = []
+    for i in range(steps):
+        z, eps = draw(params, keys[i])
+        (v, _), gz = vg(z, data)
+        params, state, loss = step(params, state, eps, v, gz)
+        losses.append(loss)
+    losses = np.asarray(jnp.stack(losses)) if losses else np.zeros(0)
+    out = {"loc": np.asarray(params["loc"]), "log_diag": np.asarray(params["log_diag"]),
+           "scale_tril": np.asarray(tril(params))}
+    return out, losses
 
 
 def _draw_status(problem: _Problem, z_draws: np.ndarray) -> np.ndarray:
@@ -678,8 +748,9 @@ def calibrate(
         :class:`~calibration.Prior`; default ``Prior.default(model)``.
     method:
         ``"map"`` (L-BFGS via optax), ``"laplace"`` (MAP + Gaussian from the Hessian of the log
-        posterior in log-parameter space), ``"svi"`` (numpyro, multivariate-normal or mean-field
-        guide, optax Adam) or ``"nuts"`` (numpyro NUTS).
+        posterior in log-parameter space), ``"svi"`` (Gaussian guide in the standardised log space,
+        full-rank or mean-field, reparameterised ELBO gradient with optax Adam; numpyro's
+        ``Trace_ELBO`` with one particle) or ``"nuts"`` (numpyro NUTS on the potential).
     key:
         ``jax.random`` key or integer seed.
     num_samples, num_warmup, num_chains, chain_method, max_tree_depth, target_accept_prob, dense_mass:
@@ -825,27 +896,18 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         z_draws = z_map + eps @ (V / np.sqrt(w)).T
         extra["cov_log"] = cov_z * np.outer(sigma, sigma)
     elif method == "svi":
-        import numpyro
-        import optax
-        from numpyro.infer import SVI, Trace_ELBO, init_to_value
-        from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
-
         if guide not in ("multivariate", "normal"):
             raise InvalidInputError(f"guide {guide!r}; use 'multivariate' or 'normal'.")
-        npm = _numpyro_model(problem)
         z_init = z_map if z_map is not None else np.zeros(p)
-        init_fn = init_to_value(values={"z": jnp.asarray(z_init)})
-        g = (AutoMultivariateNormal if guide == "multivariate" else AutoNormal)(npm, init_loc_fn=init_fn,
-                                                                                 init_scale=0.1)
-        svi = SVI(npm, g, numpyro.optim.optax_to_numpyro(optax.adam(learning_rate)), Trace_ELBO())
         k1, k2 = jax.random.split(key)
         ts = time.perf_counter()
-        res = svi.run(k1, svi_steps, problem.data, progress_bar=False, stable_update=True)
+        svi_params, losses = _run_svi(problem, z_init, svi_steps, learning_rate, k1, guide == "multivariate")
         diag["svi_wall_s"] = time.perf_counter() - ts
-        losses = np.asarray(res.losses)
+        eps = np.asarray(jax.random.normal(k2, (num_samples, p)))
+        z_draws = svi_params["loc"] + eps @ svi_params["scale_tril"].T
+        extra["svi_params"] = svi_params
         diag["svi_final_loss"] = float(np.mean(losses[-max(1, svi_steps // 20):]))
         diag["svi_nonfinite_losses"] = int((~np.isfinite(losses)).sum())
-        z_draws = np.asarray(g.sample_posterior(k2, res.params, sample_shape=(num_samples,))["z"])
         tail = losses[-max(2, svi_steps // 10):]
         if np.isfinite(tail).all() and np.std(tail) > 0 and len(tail) > 4:
             half = len(tail) // 2
