@@ -11,7 +11,10 @@ only on the kernel size), 'same' output, in one run:
 * ``ratio``: ``scipy_s / ours_s`` (> 1: ours is faster); ``ratio_median_of_pairs`` is the
   median over the interleaved (ours, scipy) pairs of their ratio;
 * ``grad_s``: ``jax.grad`` of ``0.5 * sum((dose - target)**2)`` with respect to the TIA map,
-  jitted (one forward and one adjoint convolution);
+  jitted (one forward and one adjoint convolution, plus the residual pass over the grid);
+* ``grad_linear_s``: ``jax.grad`` of a linear dose objective, ``sum(weights * dose)`` (e.g. the
+  mean dose of an organ, ``weights`` = mask / voxel count), jitted: the adjoint convolution
+  alone, since the forward dose is not needed;
 * ``peak_rss_mb``: peak resident memory of the process during our forward calls (the JAX
   runtime and the input arrays included); ``scipy_peak_rss_mb`` the same for scipy.
 
@@ -111,6 +114,13 @@ def run_case(grid: int, size: int) -> dict:
     def grad():
         return jax.block_until_ready(grad_fn(tia_j, plan, target))
 
+    @jax.jit
+    def grad_linear_fn(x, p, w):
+        return jax.grad(lambda y: jnp.sum(w * voxel_dose(y, p)))(x)
+
+    def grad_linear():
+        return jax.block_until_ready(grad_linear_fn(tia_j, plan, target))
+
     # warm-up (compilation, first-touch allocations) and an accuracy check
     ref = scipy_conv()
     ours_out = np.asarray(ours())
@@ -118,6 +128,8 @@ def run_case(grid: int, size: int) -> dict:
     scipy_conv()
     grad()
     grad()
+    grad_linear()
+    grad_linear()
     rel_err = float(np.max(np.abs(ours_out - ref)) / np.max(np.abs(ref)))
     del ours_out, ref
 
@@ -127,7 +139,7 @@ def run_case(grid: int, size: int) -> dict:
 
     baseline_mb = _rss_mb("VmRSS")
     load_before = os.getloadavg()[0]
-    t_ours, t_scipy, t_grad = [], [], []
+    t_ours, t_scipy, t_grad, t_lin = [], [], [], []
     c_ours, c_scipy, c_grad = [], [], []
     peak_ours, peak_scipy, peak_grad = 0.0, 0.0, 0.0
     for _ in range(REPEATS):
@@ -155,6 +167,10 @@ def run_case(grid: int, size: int) -> dict:
         c_grad.append(cpu() - c)
         del out
         peak_grad = max(peak_grad, _rss_mb("VmHWM"))
+        t = time.perf_counter()
+        out = grad_linear()
+        t_lin.append(time.perf_counter() - t)
+        del out
     ours_s = float(np.median(t_ours))
     scipy_s = float(np.median(t_scipy))
     return {
@@ -164,6 +180,8 @@ def run_case(grid: int, size: int) -> dict:
         "ratio_median_of_pairs": round(float(np.median(np.array(t_scipy) / np.array(t_ours))), 3),
         "grad_s": round(float(np.median(t_grad)), 4),
         "grad_over_forward": round(float(np.median(t_grad)) / ours_s, 3),
+        "grad_linear_s": round(float(np.median(t_lin)), 4),
+        "grad_linear_over_forward": round(float(np.median(t_lin)) / ours_s, 3),
         "peak_rss_mb": round(peak_ours, 1),
         "scipy_peak_rss_mb": round(peak_scipy, 1),
         "grad_peak_rss_mb": round(peak_grad, 1),

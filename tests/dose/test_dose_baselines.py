@@ -8,11 +8,13 @@ generate the data, and the closed form of Hänscheid's estimate for a mono-expon
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 import pbpk
+from pbpk import InvalidInputError
 from twin.dose import FitError, fit_tac, tia_hanscheid, tia_madsen
 
 LAM_LU = math.log(2) / (6.647 * 24)  # 177Lu physical decay, ICRP-107 half-life
@@ -67,8 +69,9 @@ def test_noisy_data_reasonable():
     assert fit.criterion == "aicc"
     assert fit.tia_mbq_h == pytest.approx(3500.0, rel=0.15)
     assert all(c[1] >= fit.aic - 1e-9 for c in fit.candidates)
-    # plain AIC admits the 6-parameter model for 7 points
-    plain = fit_tac(TIMES, noisy, criterion="aic")
+    # plain AIC admits the 6-parameter model for 7 points (here its fast component
+    # extrapolates beyond 10 x the data at t = 0, so the default check would also drop it)
+    plain = fit_tac(TIMES, noisy, criterion="aic", max_extrapolation=math.inf)
     assert "tri" in {c[0] for c in plain.candidates}
     assert "tri" not in {c[0] for c in fit.candidates}
 
@@ -116,3 +119,27 @@ def test_bad_inputs():
         tia_hanscheid(10.0, 0.0)
     with pytest.raises(pbpk.InvalidInputError):
         tia_madsen(10.0, 24.0, -5.0)
+
+
+def test_unconstrained_fast_component_rejected():
+    # Four noisy samples (4, 24, 48, 168 h) of an uptake-then-clearance curve, as for a lesion
+    # on post-therapy SPECT. A bi-exponential has as many parameters as points and puts a fast
+    # component of huge amplitude before the first sample (A(0) ~ 1.5e7 MBq, TIA ~40 x truth).
+    t = [4.0, 24.0, 48.0, 168.0]
+    y = [76.071, 52.506, 36.701, 4.18]
+    lam_p = LAM_LU
+    # independent upper bound: trapezoid from A(0) = 0 to 168 h, plus the slowest possible tail
+    # after 168 h (clearance at the physical decay rate), times 3
+    tt, yy = np.array([0.0, *t]), np.array([0.0, *y])
+    upper = 3.0 * (float(np.sum(np.diff(tt) * (yy[1:] + yy[:-1]) / 2)) + y[-1] / lam_p)
+    with pytest.raises(FitError, match="t = 0"):
+        fit_tac(t, y, nuclide="Lu-177", model="bi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loose = fit_tac(t, y, nuclide="Lu-177", model="bi", max_extrapolation=math.inf)
+    assert loose.tia_mbq_h > 10 * upper  # what the check guards against
+    fit = fit_tac(t, y, nuclide="Lu-177", model="auto")
+    assert 0 < fit.tia_mbq_h < upper
+    assert sum(fit.coefficients_mbq) <= 10 * max(y)
+    with pytest.raises(InvalidInputError, match="max_extrapolation"):
+        fit_tac(t, y, max_extrapolation=0.5)

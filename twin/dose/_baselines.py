@@ -30,7 +30,10 @@ bi-exponential curve sampled at 7 points it chose the 6-parameter model and over
 TIA by 40 %); pass ``criterion="aic"`` for the uncorrected criterion. The RSS is floored at
 ``n * 1e-20`` (relative residuals of 1e-10) so that exact fits of noise-free data tie and the
 penalty picks the simplest. The TIA is the analytic integral to infinity,
-``sum_i a_i / k_i``.
+``sum_i a_i / k_i``. A fit whose curve at ``t = 0`` exceeds ``max_extrapolation`` (default 10)
+times the largest measurement is rejected: before the first time point nothing constrains a
+fast component, and a bi-exponential through four noisy points can otherwise put a TIA of
+1e78 MBq h there.
 
 Single time point
 -----------------
@@ -263,6 +266,7 @@ def fit_tac(
     sigma_mbq: Sequence[float] | None = None,
     weighting: str = "relative",
     criterion: str = "aicc",
+    max_extrapolation: float = 10.0,
 ) -> TACFit:
     """Fit a time-activity curve and integrate it analytically to infinity.
 
@@ -281,13 +285,21 @@ def fit_tac(
         Residuals divided by the measured value (constant CV) or unweighted.
     criterion : "aicc" (default) or "aic"
         Model-selection criterion (see the module docstring).
+    max_extrapolation : float
+        A fit whose curve extrapolated back to ``t = 0`` exceeds this multiple of the largest
+        measured activity is rejected (default 10). Before the first time point a fast
+        component is not constrained by the data: with as many parameters as points (a
+        bi-exponential through four points) noise can give it an enormous amplitude and rate
+        whose integral dominates the TIA (seen: 1e78 MBq h for a lesion). ``math.inf`` keeps
+        every fit.
 
     Raises
     ------
     InvalidInputError
         Fewer than two points, negative or non-finite values, unsorted or repeated times.
     FitError
-        No model could be fitted.
+        No model could be fitted, or every fit failed the ``max_extrapolation`` check (the
+        message says which).
     """
     t = np.asarray(times_h, dtype=np.float64)
     y = np.asarray(activity_mbq, dtype=np.float64)
@@ -319,6 +331,11 @@ def fit_tac(
         raise InvalidInputError(f"weighting must be 'relative' or 'absolute', got {weighting!r}")
     if criterion not in ("aic", "aicc"):
         raise InvalidInputError(f"criterion must be 'aicc' or 'aic', got {criterion!r}")
+    if not (max_extrapolation > 1.0):
+        raise InvalidInputError(
+            f"max_extrapolation must be > 1 (a multiple of the largest measured activity), "
+            f"got {max_extrapolation!r}"
+        )
     extra = 1 if criterion == "aicc" else 0
     if model == "auto":
         names = [m for m in models if _N_PARAMS.get(m, 99) + extra < t.size]
@@ -336,13 +353,19 @@ def fit_tac(
             )
         names = [model]
     fits = []
+    rejected = []
     n = t.size
+    y_max = float(np.max(y))
     for name in names:
         result = _fit_one(name, t, y, sigma, lam_p)
         if result is None:
             continue
         theta, rss = result
         c, k = _unpack(name, theta, lam_p)
+        a0 = float(np.sum(c))  # the curve at t = 0 (zero for the uptake models)
+        if not (np.isfinite(a0) and a0 <= max_extrapolation * y_max):
+            rejected.append(f"{name} (A(0) = {a0:.3g} MBq)")
+            continue
         p = _N_PARAMS[name]
         aic = n * math.log(max(rss, n * _RSS_FLOOR_PER_POINT) / n) + 2 * p
         if criterion == "aicc":
@@ -361,6 +384,14 @@ def fit_tac(
             )
         )
     if not fits:
+        if rejected:
+            raise FitError(
+                f"every fit of {n} points extrapolates to an implausible activity at t = 0, "
+                f"more than {max_extrapolation:g} x the largest measurement ({y_max:.3g} MBq): "
+                f"{', '.join(rejected)}. The data do not constrain the early phase; fit a model "
+                "with an uptake phase (model='mono_uptake' or 'bi_uptake'), add an earlier time "
+                "point, or raise max_extrapolation."
+            )
         raise FitError(f"no TAC model could be fitted to {n} points (models {names})")
     best = min(fits, key=lambda f: (round(f.aic, 9), f.n_params))
     if model == "auto":
