@@ -148,13 +148,21 @@ def _loglik(problem: _Problem, z, data):
 
 def _loglik_grad_fwd(problem: _Problem, z, data):
     """Log-likelihood, solve status and its gradient in z by forward mode (one solve carries
-    all P tangents; the solver reuses one LU per step for them)."""
+    all P tangents; the solver reuses one LU per step for them). A callable model that only
+    supports reverse mode is differentiated in reverse mode."""
 
     def f(zz):
         ll, ok = _loglik(problem, zz, data)
         return ll, (ll, ok)
 
-    g, (ll, ok) = jax.jacfwd(f, has_aux=True)(z)
+    try:
+        g, (ll, ok) = jax.jacfwd(f, has_aux=True)(z)
+    except TypeError as e:
+        # a callable model may carry a reverse-only derivative rule (a custom VJP, e.g.
+        # pbpk.simulate(mode="reverse") inside it): fall back to reverse mode for it
+        if problem.is_pbpk or "custom_vjp" not in str(e):
+            raise
+        (_, (ll, ok)), g = jax.value_and_grad(f, has_aux=True)(z)
     g = jnp.where(ok & jnp.all(jnp.isfinite(g)), g, 0.0)
     return ll, ok, g
 

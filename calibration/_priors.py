@@ -25,10 +25,15 @@ from calibration._errors import PriorError, UnknownParameterError
 
 __all__ = ["DEFAULT_CV", "LogNormal", "Prior"]
 
-_SRC_RHO = ("assumed between-patient CV of receptor density; receptor densities are the per-patient "
-            "quantities a pre-therapy PET informs (research/pbpk_models.md s2.7)")
+_SRC_RHO = ("between-patient CV of receptor density (receptor densities are the per-patient quantities a "
+            "pre-therapy PET informs, research/pbpk_models.md s2.7); 30 % so that the default population, "
+            "with the release, filtration and flow CVs and the physiology, reproduces the published "
+            "between-patient spread of 177Lu-PSMA-617 doses: kidney log-SD 0.49 vs 0.36 (VISION dosimetry "
+            "sub-study, Herrmann et al., J Nucl Med 2024;65:71, CV 37 %; kidney AD CV 31 % in Zaid's global "
+            "sensitivity analysis), salivary 0.51 vs 0.53 (CV 57 %); checked by `make validate`")
 _SRC_KREL = ("release rates are not identifiable from an early PET; log-normal prior with CV 50-100 % "
-             "around the model value is recommended in research/pbpk_models.md s6 (assumption within that range)")
+             "around the model value is recommended in research/pbpk_models.md s6; 50 %, the lower end, "
+             "because wider priors make the population's dose spread exceed the clinical one (see R_*)")
 _SRC_GFR = ("residual variability of the effective filtration around the eGFR-based value "
             "(assumption; CKD-EPI eGFR vs measured GFR typically differ by tens of percent)")
 _SRC_QK = ("assumed between-patient CV of kidney plasma flow; global sensitivity analysis finds kidney "
@@ -38,8 +43,8 @@ _SRC_TUM = "assumed between-patient CV of tumour perfusion / permeability (resea
 #: Default CVs by parameter-name pattern (first match wins) with their source text.
 DEFAULT_CV: tuple[tuple[str, float, str], ...] = (
     (r"R_tumour.*", 1.0, _SRC_RHO),
-    (r"R_.*", 0.6, _SRC_RHO),
-    (r"krel_.*", 0.75, _SRC_KREL),
+    (r"R_.*", 0.3, _SRC_RHO),
+    (r"krel_.*", 0.5, _SRC_KREL),
     (r"gfr_eff", 0.3, _SRC_GFR),
     (r"Q_kidney", 0.3, _SRC_QK),
     (r"(Q|PS)_tumour.*", 0.5, _SRC_TUM),

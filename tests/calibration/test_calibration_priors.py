@@ -28,11 +28,11 @@ def test_default_prior_is_centred_on_the_model_and_sourced(model):
 
 def test_editing_and_json_round_trip(model):
     prior = Prior.default(model, ["R_kidney", "gfr_eff"])
-    p2 = prior.with_parameter("R_kidney", cv=0.3, source="my cohort").with_parameter("koff", median=0.04, cv=0.5)
-    assert p2["R_kidney"].cv == 0.3 and p2["R_kidney"].source == "my cohort"
+    p2 = prior.with_parameter("R_kidney", cv=0.45, source="my cohort").with_parameter("koff", median=0.04, cv=0.5)
+    assert p2["R_kidney"].cv == 0.45 and p2["R_kidney"].source == "my cohort"
     assert p2.names == ("R_kidney", "gfr_eff", "koff")
     assert p2.without("koff").names == ("R_kidney", "gfr_eff")
-    assert prior["R_kidney"].cv == 0.6  # immutable
+    assert prior["R_kidney"].cv == 0.3  # immutable (the default receptor CV)
     back = Prior.from_json(p2.to_json())
     assert back.to_dict() == p2.to_dict()
     assert LogNormal("x", 2.0, 0.5).log_scale == pytest.approx(math.sqrt(math.log(1.25)))

@@ -30,21 +30,21 @@ Implementation
 * ``jax.grad`` / ``jax.vjp`` with respect to the TIA map use a custom rule: the adjoint of the
   convolution is a correlation, i.e. the same operation with the mirrored kernel (planes
   reversed, spectra conjugated; a symmetric kernel is its own adjoint), so the gradient costs
-  one more convolution and nothing else. Forward-mode (``jax.jvp`` /
-  ``jax.jacfwd``) is not available through this rule; the map is linear, so the JVP along a
-  tangent ``t`` is simply ``voxel_dose(t, plan)``. The plan (kernel) is not differentiable.
+  one more convolution and nothing else. Under differentiation both passes run as unrolled
+  chunks joined by one concatenate (:func:`_stream_unrolled`), so XLA fuses the loss around
+  them (the residual of a least-squares objective, the cotangent's padding) into the chunks'
+  copies; a plain forward call keeps the loop, which is faster on its own. Forward-mode
+  (``jax.jvp`` / ``jax.jacfwd``) is not available through this rule; the map is linear, so
+  the JVP along a tangent ``t`` is simply ``voxel_dose(t, plan)``. The plan (kernel) is not
+  differentiable.
 
-Performance (``benchmarks/bench_dose.py``, 2-core CPU shared with other jobs, load average
-16-23 during the run): 256^3 x 11^3 in 0.26 s of CPU time, 256^3 x 21^3 in 0.34 s (the
-3-D FFT version: 0.33 and 0.35 s; scipy ``fftconvolve`` with 2 workers: 0.36-0.40 and
-0.40-0.54 s on a quieter machine), 128^3 x 11^3 in 25 ms; interleaved wall-time ratios to
-scipy 3.5-4.2 under that load, where scipy's two workers compete with the other jobs. The
-gradient costs 2.0-2.2 forward calls (two convolutions plus the loss residual). Limits: XLA's
-CPU FFT is single-threaded (the FFT thunk passes no thread pool to the FFT library) and
-independent FFTs or loops in one program were not observed to run concurrently, so on an idle
-machine, where scipy's two workers both run, the gain over scipy is smaller (estimated from
-CPU times: about 1.1x for 11^3 and 1.5x for 21^3). The ``2h + 1``-tap sum costs about as
-much as the x-axis FFTs it replaces at 21^3, half as much at 11^3.
+Performance (``benchmarks/bench_dose.py``, 2-core CPU, load 1.3-1.5): 256^3 x 11^3 in 0.16 s,
+256^3 x 21^3 in 0.20 s (scipy ``fftconvolve`` with 2 workers: 0.23-0.30 s and 0.28-0.34 s
+over several runs), 128^3 x 11^3 in 16 ms; the gradient of a least-squares objective costs
+1.8x the forward call, that of a linear objective (an organ's mean dose) 1.1x. XLA's CPU FFT
+is single-threaded (the FFT thunk passes no thread pool to the FFT library), whereas scipy
+uses both cores; the ``2h + 1``-tap sum over planes is an elementwise fusion that runs on all
+cores.
 """
 
 from __future__ import annotations
@@ -290,6 +290,32 @@ def _mix(window: jax.Array, spectrum: jax.Array, planes: int) -> jax.Array:
     return jax.lax.complex(acc_r, acc_i)
 
 
+def _stream_unrolled(x, spectrum, lengths) -> jax.Array:
+    """The convolution as straight-line code over the chunks, joined by one concatenate.
+
+    Used under differentiation (the custom VJP's forward and backward passes): unrolled, XLA
+    fuses the elementwise work around the convolution (a loss's residual, the cotangent's
+    padding) into the chunks' own copies instead of passing whole 64 MB grids between
+    loops. Measured at 256^3 x 11^3: a least-squares gradient in 0.29 s against 0.35 s with
+    the loop, while a plain forward call is faster as the loop (0.156 s against 0.186 s)."""
+    n1, n2 = x.shape[1], x.shape[2]
+    c = spectrum.shape[0] // 2
+    size = _CHUNK_PLANES
+    count = x.shape[0]
+    carry = _plane_spectra(x, -c, c, lengths)
+    pieces = []
+    start = 0
+    while start < count:
+        planes = min(size, count - start)
+        new = _plane_spectra(x, start + c, start + c + planes, lengths)
+        window = jnp.concatenate([carry, new], axis=0)
+        y = jnp.fft.irfft2(_mix(window, spectrum, planes), s=lengths)
+        pieces.append(y[:, :n1, :n2])
+        carry = window[planes:]
+        start += planes
+    return jnp.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
+
+
 def _stream(x, spectrum, lengths, lo: int, hi: int) -> jax.Array:
     """Output planes ``lo .. hi - 1`` of the convolution, ``_CHUNK_PLANES`` planes at a time.
 
@@ -342,14 +368,15 @@ def _convolve(x, spectrum, fft_shape):
 
 
 def _convolve_fwd(x, spectrum, fft_shape):
-    return _convolve_impl(x, spectrum, fft_shape), spectrum
+    return _stream_unrolled(x, spectrum, (fft_shape[1], fft_shape[2])), spectrum
 
 
 def _convolve_bwd(fft_shape, spectrum, cotangent):
     # correlation: the kernel mirrored, i.e. planes reversed and (y, z) spectra conjugated;
     # a real spectrum belongs to a mirror-symmetric kernel, which is its own adjoint
     adjoint = spectrum if not jnp.iscomplexobj(spectrum) else jnp.conj(spectrum[::-1])
-    return _convolve_impl(cotangent.astype(jnp.float32), adjoint, fft_shape), None
+    lengths = (fft_shape[1], fft_shape[2])
+    return _stream_unrolled(cotangent.astype(jnp.float32), adjoint, lengths), None
 
 
 _convolve.defvjp(_convolve_fwd, _convolve_bwd)
