@@ -29,7 +29,9 @@ therapy predicted with ``Posterior.predict`` on the therapy agent, 200 posterior
 * ``pet_1h_spect_24h``: PET at 1 h plus post-cycle-1 177Lu SPECT at 24 h (one joint
   likelihood over both agents through ``calibrate``'s callable-model interface; MAP by
   ``calibrate(method="map")`` and the Laplace step with the public ``log_posterior``, see
-  :func:`joint_laplace_tia`).
+  :func:`joint_laplace_tia`);
+* ``pet_1h_spect_24_96h``: the same with a second SPECT at 96 h (not one of the issue's
+  protocols: it shows what a scan that sees the clearance after 24 h adds).
 
 Baselines on the same patients: population-average dose (leave-one-out mean of the other
 patients' true doses; 90 % interval from their 5-95 % range), Hänscheid single time point
@@ -93,7 +95,8 @@ RC_CV = 0.3
 PET_FWHM_MM = 5.0
 SPECT_FWHM_MM = 10.0
 N_PREDICT_DRAWS = 200
-PROTOCOLS = ("pet_1h", "pet_1_4_8h", "pet_1h_spect_24h")
+PROTOCOLS = ("pet_1h", "pet_1_4_8h", "pet_1h_spect_24h", "pet_1h_spect_24_96h")
+JOINT_SPECT_TIMES_H = {"pet_1h_spect_24h": (24.0,), "pet_1h_spect_24_96h": (24.0, 96.0)}
 BASELINES = ("population_average", "hanscheid_24h", "hanscheid_48h", "hanscheid_96h", "biexp_4tp")
 FIT_TIMES_H = (4.0, 24.0, 48.0, 168.0)
 # AAPM 2026 abstract (50 virtual patients, 18F-PSMA; research/pbpk_models.md §4.2)
@@ -175,8 +178,8 @@ def spect_value(rng, true_mbq, region, rc):
     return measure(rng, true_mbq, cv, rc[region]), cv
 
 
-def make_joint_predict(pet_model, therapy_model, pet_times, spect_time, order):
-    """Callable model for ``calibrate``: PET activities and SPECT activities in ``order``."""
+def make_joint_predict(pet_model, therapy_model, pet_times, spect_times, order):
+    """Callable model for ``calibrate``: PET and SPECT activities in ``order``."""
     import jax.numpy as jnp
 
     import pbpk
@@ -184,21 +187,22 @@ def make_joint_predict(pet_model, therapy_model, pet_times, spect_time, order):
     pet_sched = pbpk.Schedule.single(PET_MBQ)
     th_sched = pbpk.Schedule.single(THERAPY_MBQ)
     pet_t = np.asarray(pet_times, float)
-    th_t = np.asarray([spect_time])
+    th_t = np.asarray(spect_times, float)
     regions = pet_model.regions
     pet_idx = [(i, list(pet_t).index(t), regions.index(r)) for i, (kind, t, r) in enumerate(order)
                if kind == "pet"]
-    sp_idx = [(i, regions.index(r)) for i, (kind, t, r) in enumerate(order) if kind == "spect"]
+    sp_idx = [(i, list(th_t).index(t), regions.index(r)) for i, (kind, t, r) in enumerate(order)
+              if kind == "spect"]
     n = len(order)
 
     def predict(params):
-        a = pbpk.simulate(pet_model, pet_sched, pet_t, params, mode="reverse", check=False)
-        b = pbpk.simulate(therapy_model, th_sched, th_t, params, mode="reverse", check=False)
+        a = pbpk.simulate(pet_model, pet_sched, pet_t, params, mode="forward", check=False)
+        b = pbpk.simulate(therapy_model, th_sched, th_t, params, mode="forward", check=False)
         out = jnp.zeros(n)
         out = out.at[jnp.array([i for i, _, _ in pet_idx])].set(
             a.activity_mbq[jnp.array([ti for _, ti, _ in pet_idx]), jnp.array([ri for _, _, ri in pet_idx])])
-        out = out.at[jnp.array([i for i, _ in sp_idx])].set(
-            b.activity_mbq[0, jnp.array([ri for _, ri in sp_idx])])
+        out = out.at[jnp.array([i for i, _, _ in sp_idx])].set(
+            b.activity_mbq[jnp.array([ti for _, ti, _ in sp_idx]), jnp.array([ri for _, _, ri in sp_idx])])
         return out, jnp.maximum(a.status, b.status)
 
     return predict
@@ -263,19 +267,24 @@ def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint
         else:
             recs = [r for r in pet_all if r["time_h"] == 1.0]
             order = [("pet", r["time_h"], r["region"]) for r in recs]
-            for r in SPECT_REGIONS:
-                val, cv = spect_meas[(24.0, r)]
-                # PET and SPECT observations of one region differ by their time (1 h vs 24 h)
-                recs.append({"region": r, "time_h": 24.0, "value": val, "unit": "MBq", "cv": cv,
-                             "recovery_coefficient": rc_spect[r], "rc_cv": RC_CV})
-                order.append(("spect", 24.0, r))
+            spect_times = JOINT_SPECT_TIMES_H[proto]
+            for t in spect_times:
+                for r in SPECT_REGIONS:
+                    val, cv = spect_meas[(t, r)]
+                    # PET and SPECT observations of one region differ by their time (1 h vs >= 24 h)
+                    recs.append({"region": r, "time_h": t, "value": val, "unit": "MBq", "cv": cv,
+                                 "recovery_coefficient": rc_spect[r], "rc_cv": RC_CV})
+                    order.append(("spect", t, r))
             obs = Observations.from_records(recs)
-            if group not in joint_cache:
-                joint_cache.clear()
-                joint_cache[group] = make_joint_predict(pet_model, therapy_model, (1.0,), 24.0, order)
-            post = calibrate(joint_cache[group], None, obs, prior, method="map", key=key)
-            tia_draws = joint_laplace_tia(joint_cache[group], obs, prior, post, therapy_model, key)
-        if proto != "pet_1h_spect_24h":
+            if (group, proto) not in joint_cache:
+                if any(k[0] != group for k in joint_cache):
+                    joint_cache.clear()
+                joint_cache[(group, proto)] = make_joint_predict(pet_model, therapy_model, (1.0,), spect_times,
+                                                                 order)
+            fn = joint_cache[(group, proto)]
+            post = calibrate(fn, None, obs, prior, method="map", key=key)
+            tia_draws = joint_laplace_tia(fn, obs, prior, post, therapy_model, key)
+        if proto not in JOINT_SPECT_TIMES_H:
             pred = post.predict(th_sched, THERAPY_TIMES_H, model=therapy_model, n_draws=N_PREDICT_DRAWS,
                                 key=pid)
             tia_draws = {r: pred.tia(r) for r in TARGETS}
