@@ -13,6 +13,7 @@ import pytest
 from linear_gaussian_case import PRIOR, closed_form, linear_model, observations
 
 from calibration import (
+    CalibrationError,
     ConvergenceWarning,
     LogNormal,
     NoiseModel,
@@ -112,3 +113,17 @@ def test_failed_solves_are_flagged_not_crashed(obs):
                          num_chains=1, key=4)
     assert np.all(np.isfinite(nuts.log_samples)) and np.all(np.exp(nuts.log_samples[:, 0]) <= 3.0)
     assert nuts.diagnostics["failed_draws"] == 0
+
+
+def always_failing_model(params):
+    """Every simulation fails (status 1)."""
+    pred = linear_model(params)
+    return jnp.full_like(pred, jnp.nan), jnp.ones((), jnp.int32)
+
+
+def test_nuts_without_a_valid_start_raises(obs):
+    # init="median" draws starting points around the prior median and redraws failed ones; when
+    # none succeeds the error says so instead of sampling from a point of zero density
+    with pytest.raises(CalibrationError, match="starting point"):
+        calibrate(always_failing_model, None, obs, PRIOR, method="nuts", num_warmup=10, num_samples=10,
+                  num_chains=1)
