@@ -686,11 +686,14 @@ def _run_svi(problem: _Problem, z_init, steps: int, learning_rate: float, key, f
     state = opt.init(params)
     keys = jax.random.split(key, steps)
     losses = []
+    report = max(1, steps // 4)
     for i in range(steps):
         z, eps = draw(params, keys[i])
         (v, _), gz = vg(z, data)
         params, state, loss = step(params, state, eps, v, gz)
         losses.append(loss)
+        if (i + 1) % report == 0 and log.isEnabledFor(logging.INFO):
+            log.info("SVI: step %d/%d, loss %.4g", i + 1, steps, float(loss))
     losses = np.asarray(jnp.stack(losses)) if losses else np.zeros(0)
     out = {"loc": np.asarray(params["loc"]), "log_diag": np.asarray(params["log_diag"]),
            "scale_tril": np.asarray(tril(params))}
@@ -933,6 +936,8 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         inv_mass = _laplace_inverse_mass(problem, z_map) if (z_map is not None and _LAPLACE_INIT_MASS) else None
         diag["nuts_initial_mass"] = "laplace" if inv_mass is not None else "identity"
         res = None
+        log.info("NUTS: %d chain(s) x (%d warmup + %d draws), %s", num_chains, num_warmup, num_samples,
+                 f"{len(pool.groups)} processes" if pool is not None else cm)
         if pool is not None:
             try:
                 res, pinfo = pool.run(problem, z_map, inv_mass)
@@ -947,6 +952,7 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         if res is None:
             res = _chains.run_group(problem, z_map, keys, settings, chain_method=cm, inverse_mass=inv_mass)
         diag["nuts_wall_s"] = time.perf_counter() - tn
+        log.info("NUTS: done in %.1f s", diag["nuts_wall_s"])
         zs = res["z"]  # (C, D, P)
         ok_draws = res["solve_ok"]
         div = res["diverging"]
