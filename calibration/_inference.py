@@ -191,10 +191,7 @@ def _make_loglik_vjp(problem: _Problem):
         return ct_ll * g, jax.tree_util.tree_map(jnp.zeros_like, data)
 
     ll_fn.defvjp(fwd, bwd)
-    # jitted: numpyro traces its model eagerly several times (initialisation, guides), and
-    # each eager call of the solver would otherwise be compiled anew (about 1 s each); inside
-    # numpyro's own jitted programs this inner jit is inlined.
-    return jax.jit(ll_fn)
+    return ll_fn
 
 
 _CACHE: OrderedDict = OrderedDict()
@@ -236,7 +233,6 @@ def _functions(problem: _Problem) -> dict:
         "hess": jax.jit(jax.jacfwd(jax.jacfwd(nlp_plain))),
         "lbfgs": (lbfgs.init, jax.jit(lbfgs.update)),
         "loglik": lambda z, data: _loglik(problem, z, data),
-        "loglik_vjp": ll_vjp,
         "status_batch": jax.jit(jax.vmap(lambda z, data: _loglik(problem, z, data)[1], in_axes=(0, None))),
         "problem_ref": problem,  # first problem of this design (functions close over its design only)
     }
@@ -676,7 +672,9 @@ def _run_svi(problem: _Problem, z_init, steps: int, learning_rate: float, key, f
         grads = jax.tree_util.tree_map(lambda g: jnp.where(ok, g, 0.0), grads)
         updates, new_state = opt.update(grads, state, params)
         new_params = optax.apply_updates(params, updates)
-        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        def keep(new, old):
+            return jnp.where(ok, new, old)
+
         params = jax.tree_util.tree_map(keep, new_params, params)
         state = jax.tree_util.tree_map(keep, new_state, state)
         return params, state, value - jnp.sum(params["log_diag"])
@@ -916,7 +914,6 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         diag["svi_wall_s"] = time.perf_counter() - ts
         eps = np.asarray(jax.random.normal(k2, (num_samples, p)))
         z_draws = svi_params["loc"] + eps @ svi_params["scale_tril"].T
-        extra["svi_params"] = svi_params
         diag["svi_final_loss"] = float(np.mean(losses[-max(1, svi_steps // 20):]))
         diag["svi_nonfinite_losses"] = int((~np.isfinite(losses)).sum())
         tail = losses[-max(2, svi_steps // 10):]
