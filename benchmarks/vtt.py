@@ -26,6 +26,11 @@ therapy predicted with ``Posterior.predict`` on the therapy agent, 200 posterior
 
 * ``pet_1h``: 18F-DCFPyL PET at 1 h;
 * ``pet_1_4_8h``: PET at 1, 4 and 8 h (18F; DCFPyL is the 18F agent in ``pbpk.LIGANDS``);
+* ``cu64_pet_1_24h``: 64Cu-PSMA-617 PET (200 MBq) at 1 h and 24 h, the issue's "24 h for
+  64Cu" late frame (the same ligand as the therapy, labelled with 64Cu, half-life 12.7 h:
+  ``pbpk.theranostic_pair(pet_model, "PSMA-617", therapy_nuclide="Cu-64")``); its noise is
+  drawn from a generator of its own, so the other protocols see the same measurements as
+  without it;
 * ``pet_1h_spect_24h``: PET at 1 h plus post-cycle-1 177Lu SPECT at 24 h (one joint
   likelihood over both agents through ``calibrate``'s callable-model interface; MAP by
   ``calibrate(method="map")`` and the Laplace step with the public ``log_posterior``, see
@@ -95,7 +100,10 @@ RC_CV = 0.3
 PET_FWHM_MM = 5.0
 SPECT_FWHM_MM = 10.0
 N_PREDICT_DRAWS = 200
-PROTOCOLS = ("pet_1h", "pet_1_4_8h", "pet_1h_spect_24h", "pet_1h_spect_24_96h")
+PROTOCOLS = ("pet_1h", "pet_1_4_8h", "cu64_pet_1_24h", "pet_1h_spect_24h", "pet_1h_spect_24_96h")
+CU_MBQ = 200.0
+CU_TIMES_H = (1.0, 24.0)
+CU_CV = {1.0: 0.10, 24.0: 0.15}  # 64Cu count statistics at 24 h (two half-lives later)
 JOINT_SPECT_TIMES_H = {"pet_1h_spect_24h": (24.0,), "pet_1h_spect_24_96h": (24.0, 96.0)}
 BASELINES = ("population_average", "hanscheid_24h", "hanscheid_48h", "hanscheid_96h", "biexp_4tp")
 FIT_TIMES_H = (4.0, 24.0, 48.0, 168.0)
@@ -157,17 +165,24 @@ def doses_gy(tia: dict[str, float], model) -> dict[str, float]:
     return out
 
 
+def theranostic_cu64(pet_model):
+    """64Cu-PSMA-617 in the same patient (the therapy ligand with the 64Cu nuclide)."""
+    import pbpk
+
+    return pbpk.theranostic_pair(pet_model, THERAPY_AGENT, therapy_nuclide="Cu-64")
+
+
 def dose_per_tia(model) -> dict[str, float]:
     """Gy per MBq h for each target (linear in TIA)."""
     return {r: v for r, v in doses_gy({t: 1.0 for t in TARGETS}, model).items()}
 
 
 # ============================================================================ observations
-def pet_records(rng, truth_act: dict, times, rc: dict) -> list[dict]:
+def pet_records(rng, truth_act: dict, times, rc: dict, cv_by_time: dict = PET_CV) -> list[dict]:
     recs = []
     for t in times:
         for r in PET_REGIONS:
-            cv = PET_CV[t] + (TUMOUR_EXTRA_CV if r.startswith("tumour") else 0.0)
+            cv = cv_by_time[t] + (TUMOUR_EXTRA_CV if r.startswith("tumour") else 0.0)
             recs.append({"region": r, "time_h": t, "value": measure(rng, truth_act[(t, r)], cv, rc[r]),
                          "unit": "MBq", "cv": cv, "recovery_coefficient": rc[r], "rc_cv": RC_CV})
     return recs
@@ -247,7 +262,7 @@ def joint_laplace_tia(predict_fn, obs, prior, post, therapy_model, key, h: float
 
 
 def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint_cache, pet_all,
-                  spect_meas, rc_spect, dpt) -> dict:
+                  spect_meas, rc_spect, dpt, cu_model=None, cu_all=()) -> dict:
     """Calibrate one protocol and return the predicted target doses (median, 5-95 %)."""
     import pbpk
     from calibration import ConvergenceWarning, Observations, calibrate
@@ -263,6 +278,10 @@ def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint
         elif proto == "pet_1_4_8h":
             obs = Observations.from_records(pet_all, agent=PET_AGENT)
             post = calibrate(pet_model, pet_sched, obs, prior, method="laplace", hessian="fd",
+                             num_samples=N_PREDICT_DRAWS, key=key)
+        elif proto == "cu64_pet_1_24h":
+            obs = Observations.from_records(list(cu_all), agent=THERAPY_AGENT)
+            post = calibrate(cu_model, pbpk.Schedule.single(CU_MBQ), obs, prior, method="laplace", hessian="fd",
                              num_samples=N_PREDICT_DRAWS, key=key)
         else:
             recs = [r for r in pet_all if r["time_h"] == 1.0]
@@ -317,7 +336,12 @@ def run_patient(pid, group, rng, key, prior, pet_model, therapy_model, joint_cac
     rc_pet = recovery(pet_model, PET_FWHM_MM)
     rc_spect = recovery(therapy_model, SPECT_FWHM_MM)
 
-    # measurements (one noisy draw per scan)
+    cu_model = theranostic_cu64(pet_model)
+    cu_res = pbpk.simulate(cu_model, pbpk.Schedule.single(CU_MBQ), CU_TIMES_H, truth)
+    cu_act = {(t, r): float(cu_res.activity(r)[i]) for i, t in enumerate(CU_TIMES_H) for r in PET_REGIONS}
+
+    # measurements (one noisy draw per scan); 64Cu from its own generator (see the docstring)
+    cu_all = pet_records(np.random.default_rng([pid, 64]), cu_act, CU_TIMES_H, rc_pet, CU_CV)
     pet_all = pet_records(rng, pet_act, PET_TIMES_H, rc_pet)
     spect_meas = {}
     for t in SPECT_TIMES_H:
@@ -330,7 +354,7 @@ def run_patient(pid, group, rng, key, prior, pet_model, therapy_model, joint_cac
         t0 = time.perf_counter()
         try:
             entry = _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint_cache,
-                                  pet_all, spect_meas, rc_spect, dpt)
+                                  pet_all, spect_meas, rc_spect, dpt, cu_model, cu_all)
         except Exception as exc:  # noqa: BLE001 - a failed protocol is recorded, the trial goes on
             entry = {"_error": f"{type(exc).__name__}: {exc}"}
         entry["_wall_s"] = time.perf_counter() - t0
