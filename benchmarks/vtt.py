@@ -319,7 +319,7 @@ def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint
 
 
 # ============================================================================ one patient
-def run_patient(pid, group, rng, key, prior, pet_model, therapy_model, joint_cache, timings):
+def run_patient(pid, group, rng, key, prior, pet_model, therapy_model, cu_model, joint_cache, timings):
     import pbpk
     from twin import dose
 
@@ -336,7 +336,6 @@ def run_patient(pid, group, rng, key, prior, pet_model, therapy_model, joint_cac
     rc_pet = recovery(pet_model, PET_FWHM_MM)
     rc_spect = recovery(therapy_model, SPECT_FWHM_MM)
 
-    cu_model = theranostic_cu64(pet_model)
     cu_res = pbpk.simulate(cu_model, pbpk.Schedule.single(CU_MBQ), CU_TIMES_H, truth)
     cu_act = {(t, r): float(cu_res.activity(r)[i]) for i, t in enumerate(CU_TIMES_H) for r in PET_REGIONS}
 
@@ -547,12 +546,13 @@ def main(argv=None) -> dict:
         pet_model = pbpk.psma_model(PET_AGENT, physiology=phys, lesion_volumes_l=(lesion_l,),
                                     tumour_rest_volume_l=0.0)
         therapy_model = pbpk.theranostic_pair(pet_model, THERAPY_AGENT)
+        cu_model = theranostic_cu64(pet_model)
         prior = Prior.default(pet_model)
         for _ in range(size):
             key = jax.random.PRNGKey(args.seed * 1000 + pid)
             tp = time.perf_counter()
             try:
-                records.append(run_patient(pid, g, rng, key, prior, pet_model, therapy_model, joint_cache,
+                records.append(run_patient(pid, g, rng, key, prior, pet_model, therapy_model, cu_model, joint_cache,
                                            timings))
             except KeyboardInterrupt:  # stop early: summarise what is done
                 interrupted = True
