@@ -820,11 +820,7 @@ def calibrate(
                                                              target_accept_prob, dense_mass),
                                               min(num_chains, _chains.available_cores()))
             except ChainProcessError as e:
-                if chain_method != "auto":
-                    raise
-                warnings.warn(f"NUTS chains cannot run in worker processes; running them vectorised in this "
-                              f"process instead. {e}", CalibrationWarning, stacklevel=2)
-                cm = "vectorized"
+                cm = _processes_fallback(e, chain_method, "cannot run", stacklevel=3)
     try:
         return _calibrate(problem, model, observations, prior, method, key, num_samples, num_warmup, num_chains,
                           chain_method, cm if method == "nuts" else None, keys if method == "nuts" else None, pool,
@@ -853,6 +849,16 @@ def _laplace_inverse_mass(problem: _Problem, z_map) -> np.ndarray | None:
         return None
     w = np.clip(w, 0.1, 1e8)  # prior precision is 1: posterior variances stay <= ~1 (here <= 10)
     return (V / w) @ V.T
+
+
+def _processes_fallback(error, chain_method: str, what: str, stacklevel: int) -> str:
+    """Worker processes for NUTS chains are unavailable: re-raise when the user asked for them,
+    else warn and return the in-process chain method."""
+    if chain_method != "auto":
+        raise error
+    warnings.warn(f"NUTS chains in worker processes {what}; running them vectorised in this process "
+                  f"instead. {error}", CalibrationWarning, stacklevel=stacklevel)
+    return "vectorized"
 
 
 def _nuts_settings(num_warmup, num_samples, max_tree_depth, target_accept_prob, dense_mass) -> dict:
@@ -940,11 +946,7 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
                 res, pinfo = pool.run(problem, z_map, inv_mass)
                 diag.update({f"nuts_{k}": v for k, v in pinfo.items()})
             except ChainProcessError as e:
-                if chain_method != "auto":
-                    raise
-                warnings.warn(f"NUTS chains in worker processes failed; running them vectorised in this "
-                              f"process instead. {e}", CalibrationWarning, stacklevel=3)
-                cm = "vectorized"
+                cm = _processes_fallback(e, chain_method, "failed", stacklevel=4)
         diag["chain_method"] = cm
         if res is None:
             res = _chains.run_group(problem, z_map, keys, settings, chain_method=cm, inverse_mass=inv_mass)
