@@ -37,7 +37,9 @@ from ._pbpk import (
     combine_parameters,
     equilibrium_binding,
     instantaneous_transfer,
+    lump_parallel,
     merge_exchange,
+    parallel_groups,
     remove_process,
 )
 from ._pbpk_reduce import (
@@ -100,8 +102,10 @@ __all__ = [
     "integrate_geodesic",
     "jacobian",
     "load_reduced",
+    "lump_parallel",
     "merge_exchange",
     "models",
+    "parallel_groups",
     "patient_parameters",
     "plot_spectrum",
     "prune_unreachable",

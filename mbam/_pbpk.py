@@ -16,6 +16,9 @@ Limits and their graph form:
 * binding ``kon, koff -> infinity`` at fixed ``K_D``: :func:`equilibrium_binding` gives the
   linear (unsaturated) rapid-equilibrium form, the closest one the graph language can express.
 * a finite product/ratio: :func:`combine_parameters` replaces it by one new parameter.
+* tissues perfused in parallel whose time constants ``V/Q`` merge (a fold):
+  :func:`lump_parallel` lumps them into one tissue with ``Q = sum Q_i``, ``V = sum V_i``
+  (Nestorov et al. 1998); :func:`parallel_groups` lists the candidates.
 
 :func:`apply_limit_to_model` maps a simple limit spec (or an :class:`mbam.LimitReport`) to these.
 """
@@ -36,7 +39,9 @@ __all__ = [
     "combine_parameters",
     "equilibrium_binding",
     "instantaneous_transfer",
+    "lump_parallel",
     "merge_exchange",
+    "parallel_groups",
     "remove_process",
 ]
 
@@ -435,6 +440,148 @@ def combine_parameters(model: PBPKModel, names: Sequence[str], new_name: str,
         parameter_map={n: new_name for n in names if n not in reduced.parameters},
         new_parameters={new_name: expr},
         values={new_name: value},
+        notes=notes,
+    )
+
+
+# ----------------------------------------------------------------------------- lumping
+def _parallel_member(model: PBPKModel, name: str):
+    """``(source, target, Q)`` if compartment ``name`` is a one-compartment tissue perfused in
+    parallel (a flow ``source -> name`` and a flow ``name -> target``, both with the single
+    rate parameter ``Q`` used nowhere else, and no other process), else ``None``."""
+    graph = model.graph
+    c = graph.compartment(name)
+    if (c.volume is None or not c.in_body or name == graph.dose_compartment
+            or sum(d.region == c.region for d in graph.compartments) != 1
+            or sum(d.volume == c.volume for d in graph.compartments) != 1
+            or _uses(graph, c.volume)):
+        return None
+    touching = [p for p in graph.processes if name in (p.source, p.target)]
+    if len(touching) != 2 or any(p.kind != "flow" or p.koff or p.receptor for p in touching):
+        return None
+    into = [p for p in touching if p.target == name]
+    out = [p for p in touching if p.source == name]
+    if len(into) != 1 or len(out) != 1 or into[0].rate != out[0].rate or len(into[0].rate) != 1:
+        return None
+    kind, q = parse_factor(into[0].rate[0])
+    if kind != "mul" or len(_uses(graph, q)) != 2 or into[0].source == out[0].target == name:
+        return None
+    return into[0].source, out[0].target, q
+
+
+def parallel_groups(model: PBPKModel, exclude_regions: Sequence[str] = ()) -> tuple[tuple[str, ...], ...]:
+    """Groups of compartments :func:`lump_parallel` can lump: one-compartment tissues perfused
+    in parallel between the same two compartments (e.g. receptor-negative tissues fed by
+    arterial and drained to venous plasma, once their exchange limits are merged), outside
+    ``exclude_regions``. Each group has at least two members, sorted by time constant V/Q."""
+    if not isinstance(model, PBPKModel):
+        raise InvalidInputError(f"model must be a pbpk.PBPKModel, got {type(model).__name__}.")
+    skip = set(exclude_regions)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for c in model.graph.compartments:
+        if c.region in skip:
+            continue
+        hit = _parallel_member(model, c.name)
+        if hit is not None:
+            groups.setdefault(hit[:2], []).append(c.name)
+
+    def tau(name):
+        c = model.graph.compartment(name)
+        return model.parameters[c.volume] / model.parameters[_parallel_member(model, name)[2]]
+
+    return tuple(tuple(sorted(g, key=tau)) for g in groups.values() if len(g) >= 2)
+
+
+def lump_parallel(model: PBPKModel, compartments: Sequence[str], *, name: str = "lumped",
+                  flow_parameter: str | None = None, volume: str | None = None
+                  ) -> tuple[PBPKModel, GraphRewrite]:
+    """Lump tissues perfused in parallel into one tissue (Nestorov et al. 1998 lumping).
+
+    Every member must be a one-compartment tissue with a flow in from one compartment ``S``
+    and a flow out to another ``T`` at its own flow ``Q_i`` (see :func:`parallel_groups`).
+    The lumped tissue (region ``name``, compartment ``"<name>.tissue"``) has the flow
+    ``Q = sum Q_i`` (parameter ``flow_parameter``, default ``"Q_<name>"``) and the volume
+    ``V = sum V_i`` (``volume``, default ``"V_<name>"``). Ligand is conserved (the rewrite only
+    re-targets flows). The lumped model is exact when every member has the same time constant
+    ``V_i / Q_i`` (each member's concentration then equals the lumped one); otherwise it is the
+    MBAM limit in which those time constants merge, and a refit adjusts ``Q``. The members'
+    regions are no longer reported; their activity is reported as region ``name``.
+    """
+    members = tuple(dict.fromkeys(compartments))
+    if len(members) < 2:
+        raise InvalidInputError("lump_parallel needs at least two compartments.")
+    graph = model.graph
+    for m in members:
+        graph.compartment(m)
+    info = {m: _parallel_member(model, m) for m in members}
+    bad = [m for m, i in info.items() if i is None]
+    if bad:
+        raise GraphError(
+            f"{', '.join(repr(b) for b in bad)} cannot be lumped: a lumped member must be the only "
+            "compartment of its region, with one flow in and one flow out at the same single flow "
+            "parameter and no other process (merge its exchange limits first); "
+            "mbam.parallel_groups(model) lists the lumpable groups."
+        )
+    ends = {i[:2] for i in info.values()}
+    if len(ends) != 1:
+        raise GraphError(
+            "the compartments are not perfused in parallel: their flows connect "
+            + "; ".join(f"{m}: {i[0]} -> {i[1]}" for m, i in info.items())
+        )
+    source, target = next(iter(ends))
+    if name in graph.regions:
+        raise GraphError(f"region name {name!r} is already used in model {model.name!r}; pass another name.")
+    comp_name = f"{name}.tissue"
+    q_new = flow_parameter or f"Q_{name}"
+    v_new = volume or f"V_{name}"
+    _fresh_name(model, comp_name, "compartment")
+    _fresh_name(model, q_new, "flow parameter")
+    _fresh_name(model, v_new, "volume parameter")
+    if q_new == v_new:
+        raise InvalidInputError("the flow and volume parameters need different names.")
+    qs = {m: info[m][2] for m in members}
+    vs = {m: graph.compartment(m).volume for m in members}
+    spaces = {graph.compartment(m).space for m in members}
+    merged = Compartment(comp_name, name, spaces.pop() if len(spaces) == 1 else "lumped", v_new, True)
+    comps, placed = [], False
+    for c in graph.compartments:
+        if c.name in members:
+            if not placed:
+                comps.append(merged)
+                placed = True
+        else:
+            comps.append(c)
+    procs, placed = [], False
+    for p in graph.processes:
+        if p.source in members or p.target in members:
+            if not placed:
+                procs.append(Process("flow", source, comp_name, (q_new,)))
+                procs.append(Process("flow", comp_name, target, (q_new,)))
+                placed = True
+            continue
+        procs.append(p)
+    new_graph = dataclasses.replace(graph, compartments=tuple(comps), processes=tuple(procs))
+    P = model.parameters
+    q_val = sum(P[q] for q in qs.values())
+    v_val = sum(P[v] for v in vs.values())
+    q_expr = " + ".join(qs[m] for m in members)
+    v_expr = " + ".join(vs[m] for m in members)
+    reduced = _new_model(model, new_graph, {q_new: q_val, v_new: v_val}, f"mbam lumping: {q_expr}; {v_expr}")
+    taus = [P[vs[m]] / P[qs[m]] for m in members]
+    regions = [graph.compartment(m).region for m in members]
+    notes = (
+        f"exact when the members' time constants V/Q are equal; here they range from "
+        f"{min(taus):.3g} to {max(taus):.3g} h (lumped: {v_val / q_val:.3g} h).",
+        f"regions {', '.join(regions)} are no longer reported; their activity is region {name!r}.",
+    )
+    replace = {**{q: q_new for q in qs.values()}, **{v: v_new for v in vs.values()}}
+    return reduced, GraphRewrite(
+        kind="lump_parallel",
+        description=(f"parallel tissues {', '.join(regions)} ({source} -> {target}) lumped into "
+                     f"{comp_name!r}: {q_new} = {q_expr}, {v_new} = {v_expr}"),
+        parameter_map=_map_removed(model, reduced, replace),
+        new_parameters={q_new: q_expr, v_new: v_expr},
+        values={q_new: q_val, v_new: v_val},
         notes=notes,
     )
 

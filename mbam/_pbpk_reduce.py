@@ -46,7 +46,14 @@ from pbpk._graph import parse_factor
 
 from ._limits import KIND_LIMIT, find_boundaries
 from ._model import MBAMError, Model
-from ._pbpk import GraphRewrite, apply_limit_to_model, remove_process
+from ._pbpk import (
+    GraphRewrite,
+    _parallel_member,
+    apply_limit_to_model,
+    lump_parallel,
+    parallel_groups,
+    remove_process,
+)
 
 __all__ = [
     "AGENT_PARAMETERS",
@@ -575,6 +582,27 @@ def _mappable(model: PBPKModel, spec, keep_regions=()) -> bool:
 
 
 # ============================================================================ the loop
+def _split_by_time_constant(model: PBPKModel, group: Sequence[str]) -> tuple[tuple[str, ...], ...]:
+    """``group`` (sorted by time constant V/Q) cut at the largest gap of log V/Q into a fast
+    and a slow part; parts of one member stay unlumped. Groups under four members stay whole."""
+    if len(group) < 4:
+        return (tuple(group),)
+    tau = []
+    for c in group:
+        q = _parallel_member(model, c)[2]
+        tau.append(math.log(model.parameters[model.graph.compartment(c).volume] / model.parameters[q]))
+    k = 1 + int(np.argmax(np.diff(tau)))
+    return tuple(tuple(part) for part in (group[:k], group[k:]) if len(part) >= 2)
+
+
+def _free_region(model: PBPKModel, base: str) -> str:
+    name, k = base, 1
+    while name in model.graph.regions:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
 def _predictor(model: PBPKModel, design: ReductionDesign, names: Sequence[str], opts: Mapping):
     sched = pbpk.Schedule.single(design.activity_mbq)
     times = np.array(design.times_h)
@@ -677,6 +705,7 @@ def reduce_pbpk(
     key=0,
     simulate_options: Mapping | None = None,
     geodesic_options: Mapping | None = None,
+    lump: bool = True,
     progress: bool = False,
     callback=None,
 ) -> PBPKReduction:
@@ -707,6 +736,12 @@ def reduce_pbpk(
     simulate_options: ``rtol``/``atol``/``max_steps`` for the metric's simulations
         (default rtol 1e-7, atol 1e-10).
     geodesic_options: passed to :func:`mbam.integrate_geodesic`.
+    lump: at the start of each step, when the model has tissues perfused in parallel outside
+        the design's regions (:func:`mbam.parallel_groups`; e.g. the receptor-negative tissues
+        once their exchanges are merged), first try lumping each group into one tissue
+        (:func:`mbam.lump_parallel`: the limit in which their time constants merge), then the
+        groups cut at the largest gap of their time constants; a lumping is kept under the
+        same chi-square and population tests as any limit, and costs no boundary search.
     progress: a progress bar over steps; ``callback(step)`` is called after every step.
     """
     t_start = time.perf_counter()
@@ -763,8 +798,55 @@ def reduce_pbpk(
                "draws": {n: np.broadcast_to(np.asarray(draws.get(n, v), float), (int(population_draws),)).copy()
                          for n, v in full.parameters.items() if n != DECAY_PARAMETER}}
 
+    def evaluate(it, t_it, how, apply, names, x_start, limits, geo_info):
+        """Apply a rewrite to ``cur`` (``apply(cur) -> (model, records)``), start it at
+        ``x_start``, refit, check the population; returns (step, new model, mapped draws)."""
+        new, recs = apply(cur)
+        start = dict(zip(names, np.exp(x_start)))
+        new = dataclasses.replace(new, parameters={**new.parameters, **{
+            k: float(v) for k, v in start.items() if k in new.parameters}})
+        new_names = free(new)
+        res_new = residual_fn(new, new_names)
+        xn = _log_x(new, new_names)
+        r0 = np.asarray(jax.jit(res_new)(jnp.asarray(xn)))
+        c2u = float(r0 @ r0) if np.all(np.isfinite(r0)) else math.inf
+        c2 = c2u
+        if math.isfinite(c2u) and (refit == "always" or (refit == "auto" and c2u > 0.1 * chi2_tol)):
+            xr, c2r = _refit(res_new, xn, refit_max_nfev)
+            if c2r < c2u:
+                xn, c2 = xr, c2r
+                new = dataclasses.replace(new, parameters={**new.parameters, **{
+                    n: float(v) for n, v in zip(new_names, np.exp(xn))}})
+        all_names = tuple(n for n in new.parameter_names if n != DECAY_PARAMETER)
+        defs = tuple((n, _parse_definition(e)) for r in recs for n, e in r.new_parameters.items())
+        base = {n: v for n, v in cur.parameters.items() if n != DECAY_PARAMETER}
+        proto = PBPKReductionStep(it, "", (), None, recs, defs, {}, 0, 0, 0, 0.0, 0.0, None,
+                                  False, 0.0, all_names)
+        mapped = proto.map_values(base, all_names)
+        scale = {n: float(new.parameters[n] / mapped[n]) for n in all_names
+                 if mapped[n] > 0 and abs(math.log(new.parameters[n] / mapped[n])) > 1e-12}
+        proto = dataclasses.replace(proto, scale=scale)
+        pop_err = None
+        draws_new = None
+        ok = c2 <= chi2_tol
+        if ok and pop is not None:
+            draws_new = proto.map_values(pop["draws"], all_names)
+            pop_err = _tia_rel_err(new, design, draws_new, pop["reference"], opts)
+            ok = pop_err <= population_tol
+        desc = "; ".join(r.description for r in recs)
+        step = dataclasses.replace(
+            proto, description=f"{how}: {desc}", limits=limits, geodesic=geo_info,
+            n_params=len(all_names), n_patient_params=len(patient_parameters(new)),
+            n_states=new.compiled.n_states, chi2=c2, chi2_unrefitted=c2u,
+            population_max_rel_err=pop_err, accepted=ok,
+            wall_s=time.perf_counter() - t_it)
+        log.info("step %d %s: chi2 %.3g (unrefitted %.3g), population error %s, %s",
+                 it, how, c2, c2u, pop_err, "accepted" if ok else "rejected")
+        return step, new, draws_new
+
     cur = full
     history: list[PBPKReductionStep] = []
+    lump_rejected: tuple = ()
     stop = "max_iter"
     iters = range(int(max_iter))
     if progress:
@@ -777,6 +859,37 @@ def reduce_pbpk(
         if len(names) < 2:
             stop = "min_params"
             break
+        groups = parallel_groups(cur, exclude_regions=design.regions) if lump else ()
+        if groups and groups != lump_rejected:
+            x = _log_x(cur, names)
+            lumps = [("lump", groups)]
+            split = tuple(part for g in groups for part in _split_by_time_constant(cur, g))
+            if split != groups:
+                lumps.append(("lump (by time constant)", split))
+            done = False
+            for how, parts in lumps:
+                def apply(m, parts=parts):
+                    recs = []
+                    for g in parts:
+                        m, rec = lump_parallel(m, g, name=_free_region(m, "lumped"))
+                        recs.append(rec)
+                    return m, tuple(recs)
+
+                limits = tuple({"name": ", ".join(cur.graph.compartment(c).region for c in g),
+                                "direction": "lumped", "how": "lump"} for g in parts)
+                step, new, draws_new = evaluate(it, t_it, how, apply, names, x, limits, None)
+                if step.accepted:
+                    if pop is not None:
+                        pop = {**pop, "draws": draws_new}
+                    cur = new
+                    history.append(step)
+                    if callback is not None:
+                        callback(step)
+                    done = True
+                    break
+            if done:
+                continue
+            lump_rejected = groups
         x = _log_x(cur, names)
         res = residual_fn(cur, names)
         res_j = jax.jit(res)
@@ -874,54 +987,17 @@ def reduce_pbpk(
         step = None
         for how, spec, x_start in attempts:
             try:
-                new, recs = _apply_limits(cur, spec, design.regions)
+                step, new, draws_new = evaluate(
+                    it, t_it, how, lambda m, spec=spec: _apply_limits(m, spec, design.regions),
+                    names, x_start, tuple(
+                        {"name": n, "direction": d,
+                         "how": "geodesic" if (geo is not None and (n, d) in geo[0]) else "axis"}
+                        for n, d in spec),
+                    geo_info if how != "axis" else None)
             except (NotImplementedError, PBPKError) as exc:  # pragma: no cover - checked above
                 log.info("limit %s not evaluated: %s", spec, exc)
                 continue
-            start = dict(zip(names, np.exp(x_start)))
-            new = dataclasses.replace(new, parameters={**new.parameters, **{
-                k: float(v) for k, v in start.items() if k in new.parameters}})
-            new_names = free(new)
-            res_new = residual_fn(new, new_names)
-            xn = _log_x(new, new_names)
-            r0 = np.asarray(jax.jit(res_new)(jnp.asarray(xn)))
-            c2u = float(r0 @ r0) if np.all(np.isfinite(r0)) else math.inf
-            c2 = c2u
-            if math.isfinite(c2u) and (refit == "always" or (refit == "auto" and c2u > 0.1 * chi2_tol)):
-                xr, c2r = _refit(res_new, xn, refit_max_nfev)
-                if c2r < c2u:
-                    xn, c2 = xr, c2r
-                    new = dataclasses.replace(new, parameters={**new.parameters, **{
-                        n: float(v) for n, v in zip(new_names, np.exp(xn))}})
-            all_names = tuple(n for n in new.parameter_names if n != DECAY_PARAMETER)
-            defs = tuple((n, _parse_definition(e)) for r in recs for n, e in r.new_parameters.items())
-            base = {n: v for n, v in cur.parameters.items() if n != DECAY_PARAMETER}
-            proto = PBPKReductionStep(it, "", (), None, recs, defs, {}, 0, 0, 0, 0.0, 0.0, None,
-                                      False, 0.0, all_names)
-            mapped = proto.map_values(base, all_names)
-            scale = {n: float(new.parameters[n] / mapped[n]) for n in all_names
-                     if mapped[n] > 0 and abs(math.log(new.parameters[n] / mapped[n])) > 1e-12}
-            proto = dataclasses.replace(proto, scale=scale)
-            pop_err = None
-            ok = c2 <= chi2_tol
-            if ok and pop is not None:
-                draws_new = proto.map_values(pop["draws"], all_names)
-                pop_err = _tia_rel_err(new, design, draws_new, pop["reference"], opts)
-                ok = pop_err <= population_tol
-            limits = tuple({"name": n, "direction": d,
-                            "how": "geodesic" if (geo is not None and (n, d) in geo[0]) else "axis"}
-                           for n, d in spec)
-            desc = "; ".join(r.description for r in recs)
-            step = dataclasses.replace(
-                proto, description=f"{how}: {desc}", limits=limits,
-                geodesic=geo_info if how != "axis" else None,
-                n_params=len(all_names), n_patient_params=len(patient_parameters(new)),
-                n_states=new.compiled.n_states, chi2=c2, chi2_unrefitted=c2u,
-                population_max_rel_err=pop_err, accepted=ok,
-                wall_s=time.perf_counter() - t_it)
-            log.info("step %d %s: chi2 %.3g (unrefitted %.3g), population error %s, %s",
-                     it, how, c2, c2u, pop_err, "accepted" if ok else "rejected")
-            if ok:
+            if step.accepted:
                 if pop is not None:
                     pop = {**pop, "draws": draws_new}
                 cur = new
