@@ -493,10 +493,14 @@ def load_reduced(source) -> PBPKReduction:
 
 
 # ============================================================================ graph helpers
-def prune_unreachable(model: PBPKModel) -> tuple[PBPKModel, GraphRewrite | None]:
+def prune_unreachable(model: PBPKModel, *, keep: Sequence[str] | None = None
+                      ) -> tuple[PBPKModel, GraphRewrite | None]:
     """Remove compartments that no ligand can reach from the dose compartment (after a process
-    removal they stay empty for every schedule), with the processes that touch them. The last
-    compartment of a region is kept so that the region is still reported. Exact."""
+    removal they stay empty for every schedule), with the processes that touch them. Exact.
+
+    By default the last compartment of a region is kept so that the region is still reported
+    (as zero); with ``keep`` (region names) only those regions keep an empty compartment and
+    other regions that no ligand reaches go, with their volume parameters."""
     from ._pbpk import _map_removed, _new_model
 
     g = model.graph
@@ -514,7 +518,7 @@ def prune_unreachable(model: PBPKModel) -> tuple[PBPKModel, GraphRewrite | None]
     left = {r: sum(c.region == r for c in g.compartments) for r in g.regions}
     gone = []
     for c in g.compartments:
-        if c.name not in reach and left[c.region] > 1:
+        if c.name not in reach and (left[c.region] > 1 or (keep is not None and c.region not in keep)):
             gone.append(c.name)
             left[c.region] -= 1
     if not gone:
@@ -564,7 +568,7 @@ def _apply_limits(model: PBPKModel, spec: Sequence[tuple[str, str]], keep_region
             continue
         model, recs = apply_limit_to_model(model, {name: direction})
         records.extend(recs)
-    model, rec = prune_unreachable(model)
+    model, rec = prune_unreachable(model, keep=keep)
     if rec is not None:
         records.append(rec)
     lost = [r for r in keep if r not in model.graph.body_regions]

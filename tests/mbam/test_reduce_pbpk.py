@@ -223,6 +223,23 @@ def test_receptor_to_zero_and_pruning_conserve_mass_and_match_the_unpruned_graph
     assert float(np.max(np.abs(np.asarray(b.mass_balance_residual)))) < 1e-9
 
 
+
+def test_pruning_drops_unreached_regions_outside_keep():
+    psma = pbpk.psma_model()
+    # no flow into the brain: its only compartment stays empty for every schedule
+    cut, _ = mbam.apply_limit_to_model(psma, {"Q_brain": 0})
+    kept, rec = mbam.prune_unreachable(cut)
+    assert rec is None and "brain" in kept.graph.regions  # reported (as zero) by default
+    dropped, rec = mbam.prune_unreachable(cut, keep=("kidney", "plasma"))
+    assert "brain" not in dropped.graph.regions
+    assert set(rec.parameter_map) == {"V_brain_vas"}
+    times = [1.0, 24.0, 168.0]
+    a = pbpk.simulate(cut, pbpk.Schedule.single(7400.0), times, rtol=1e-9, atol=1e-12)
+    b = pbpk.simulate(dropped, pbpk.Schedule.single(7400.0), times, rtol=1e-9, atol=1e-12)
+    assert float(np.max(np.abs(np.asarray(a.activity("brain"))))) == 0.0
+    np.testing.assert_allclose(np.asarray(b.activity("kidney")), np.asarray(a.activity("kidney")),
+                               rtol=1e-7)
+
 def test_patient_and_reducible_parameters():
     psma = pbpk.psma_model()
     pat = mbam.patient_parameters(psma)
