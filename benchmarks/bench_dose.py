@@ -15,6 +15,10 @@ only on the kernel size), 'same' output, in one run:
 * ``grad_linear_s``: ``jax.grad`` of a linear dose objective, ``sum(weights * dose)`` (e.g. the
   mean dose of an organ, ``weights`` = mask / voxel count), jitted: the adjoint convolution
   alone, since the forward dose is not needed;
+* ``xla_fft_s``: XLA's forward and inverse 2-D real FFTs of every x-plane at the plan's (y, z)
+  lengths, the transforms the convolution cannot avoid (XLA's CPU FFT runs on one thread);
+  ``scipy_over_xla_fft`` = ``scipy_s / xla_fft_s`` bounds the ratio any convolution built on
+  those transforms can reach;
 * ``peak_rss_mb``: peak resident memory of the process during our forward calls (the JAX
   runtime and the input arrays included); ``scipy_peak_rss_mb`` the same for scipy.
 
@@ -121,7 +125,19 @@ def run_case(grid: int, size: int) -> dict:
     def grad_linear():
         return jax.block_until_ready(grad_linear_fn(tia_j, plan, target))
 
+    # the transforms no FFT convolution of this layout can avoid: 2-D real FFTs of every
+    # x-plane at the plan's (y, z) lengths, forward and inverse (XLA's CPU FFT: one thread)
+    lengths = tuple(plan.fft_shape[1:])
+    fwd_fft = jax.jit(lambda x: jnp.fft.rfft2(x, s=lengths))
+    inv_fft = jax.jit(lambda f: jnp.fft.irfft2(f, s=lengths))
+    spec_j = jax.block_until_ready(fwd_fft(tia_j))
+
+    def xla_fft():
+        jax.block_until_ready(fwd_fft(tia_j))
+        return jax.block_until_ready(inv_fft(spec_j))
+
     # warm-up (compilation, first-touch allocations) and an accuracy check
+    xla_fft()
     ref = scipy_conv()
     ours_out = np.asarray(ours())
     ours()
@@ -139,7 +155,7 @@ def run_case(grid: int, size: int) -> dict:
 
     baseline_mb = _rss_mb("VmRSS")
     load_before = os.getloadavg()[0]
-    t_ours, t_scipy, t_grad, t_lin = [], [], [], []
+    t_ours, t_scipy, t_grad, t_lin, t_fft = [], [], [], [], []
     c_ours, c_scipy, c_grad = [], [], []
     peak_ours, peak_scipy, peak_grad = 0.0, 0.0, 0.0
     for _ in range(REPEATS):
@@ -171,6 +187,10 @@ def run_case(grid: int, size: int) -> dict:
         out = grad_linear()
         t_lin.append(time.perf_counter() - t)
         del out
+        t = time.perf_counter()
+        out = xla_fft()
+        t_fft.append(time.perf_counter() - t)
+        del out
     ours_s = float(np.median(t_ours))
     scipy_s = float(np.median(t_scipy))
     return {
@@ -194,6 +214,8 @@ def run_case(grid: int, size: int) -> dict:
         "ratio_cpu": round(float(np.median(c_scipy)) / float(np.median(c_ours)), 3),
         "grad_cpu_s": round(float(np.median(c_grad)), 4),
         "grad_over_forward_cpu": round(float(np.median(c_grad)) / float(np.median(c_ours)), 3),
+        "xla_fft_s": round(float(np.median(t_fft)), 4),
+        "scipy_over_xla_fft": round(scipy_s / float(np.median(t_fft)), 3),
         "plan_s": round(plan_s, 4),
         "fft_shape": list(plan.fft_shape),
         "kernel_shape": list(kernel.shape),
