@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="prior draws each step is checked on (0: no population check; default 32)")
     p.add_argument("--population-tol", type=float, default=0.01,
                    help="largest relative TIA error over those draws (default 0.01)")
+    p.add_argument("--no-lump", action="store_true",
+                   help="never lump tissues perfused in parallel (default: try it at each step)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=run)
 
@@ -90,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
         result = mbam.reduce_pbpk(model, design, prior, chi2_tol=args.chi2_tol,
                                   max_iter=args.max_iter, population_draws=max(1, args.population_draws),
-                                  population_tol=args.population_tol, callback=report)
+                                  population_tol=args.population_tol, lump=not args.no_lump,
+                                  callback=report)
     except pbpk.PBPKError as exc:
         return _fail(str(exc))
     result.save(out)
