@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-PYTEST_ARGS ?= -n auto
+# A test whose worker process dies is rerun once in a fresh worker (pytest-rerunfailures' crash
+# recovery): a fresh-clone run in session 4 lost a worker to a segfault inside XLA's CPU
+# compiler (jax backend_compile_and_load) in a test that passes on its own. The --only-rerun
+# pattern matches no error message, so an ordinary failure is never rerun.
+PYTEST_ARGS ?= -n auto --reruns 1 --only-rerun '^worker-crash-only$$'
 
 .PHONY: demo test test-slow bench validate vtt lint clean
 

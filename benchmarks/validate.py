@@ -457,6 +457,7 @@ def halflife_checks(pop, published, section, label, times, kind="psma") -> list[
         rows.append(Check(section, f"{label} {p.quantity} effective half-life (h), mono-exp. fit at {', '.join(f'{t:g}' for t in times)} h",
                           f"{s['median']:.3g} ({s['p5']:.3g}–{s['p95']:.3g})", f"{spread} [n={p.n}; {p.source}]",
                           crit, ok, note=("; ".join(x for x in (
+                              "calibration anchor: not independent" if p.anchor else "",
                               f"{int((~np.isfinite(vals)).sum())} non-decreasing curves excluded"
                               if (~np.isfinite(vals)).any() else "",
                               _note(kind, p.quantity) if not ok else "") if x))))
@@ -583,9 +584,9 @@ FAILURE_NOTES = {
     ("psma", "spleen"): "As liver: spleen release rate = kidney's (lineage default), not calibrated.",
     ("psma", "tumour"): "The default lesion PSMA density (50 nM, mCRPC Begum cohort) is far above that of "
                         "small mHSPC lesions (Peters 2022); Delker's mCRPC range is met.",
-    ("sstr", "kidney"): "SSTR2 release rates are the PSMA lineage values (no SSTR values retrievable); the "
-                        "calibration fitted DOTATATE doses, not kinetics, so kidney clearance is too fast "
-                        "and the kidney dose is carried by higher uptake instead.",
+    ("sstr", "kidney"): "The kidney release rate is fitted to Spink's 56 h for the reference male "
+                        "(tools/calibrate_defaults.py); other SSTR2 release rates are the PSMA lineage "
+                        "values (no SSTR values retrievable).",
 }
 
 

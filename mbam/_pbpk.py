@@ -464,9 +464,15 @@ def _parallel_member(model: PBPKModel, name: str):
     if len(into) != 1 or len(out) != 1 or into[0].rate != out[0].rate or len(into[0].rate) != 1:
         return None
     kind, q = parse_factor(into[0].rate[0])
-    if kind != "mul" or len(_uses(graph, q)) != 2 or into[0].source == out[0].target == name:
+    if kind != "mul" or len(_uses(graph, q)) != 2:
         return None
     return into[0].source, out[0].target, q
+
+
+def _time_constant(model: PBPKModel, name: str) -> float:
+    """V / Q (h) of a compartment that :func:`_parallel_member` accepts."""
+    q = _parallel_member(model, name)[2]
+    return model.parameters[model.graph.compartment(name).volume] / model.parameters[q]
 
 
 def parallel_groups(model: PBPKModel, exclude_regions: Sequence[str] = ()) -> tuple[tuple[str, ...], ...]:
@@ -484,12 +490,8 @@ def parallel_groups(model: PBPKModel, exclude_regions: Sequence[str] = ()) -> tu
         hit = _parallel_member(model, c.name)
         if hit is not None:
             groups.setdefault(hit[:2], []).append(c.name)
-
-    def tau(name):
-        c = model.graph.compartment(name)
-        return model.parameters[c.volume] / model.parameters[_parallel_member(model, name)[2]]
-
-    return tuple(tuple(sorted(g, key=tau)) for g in groups.values() if len(g) >= 2)
+    return tuple(tuple(sorted(g, key=lambda n: _time_constant(model, n)))
+                 for g in groups.values() if len(g) >= 2)
 
 
 def lump_parallel(model: PBPKModel, compartments: Sequence[str], *, name: str = "lumped",
@@ -567,7 +569,7 @@ def lump_parallel(model: PBPKModel, compartments: Sequence[str], *, name: str = 
     q_expr = " + ".join(qs[m] for m in members)
     v_expr = " + ".join(vs[m] for m in members)
     reduced = _new_model(model, new_graph, {q_new: q_val, v_new: v_val}, f"mbam lumping: {q_expr}; {v_expr}")
-    taus = [P[vs[m]] / P[qs[m]] for m in members]
+    taus = [_time_constant(model, m) for m in members]
     regions = [graph.compartment(m).region for m in members]
     notes = (
         f"exact when the members' time constants V/Q are equal; here they range from "

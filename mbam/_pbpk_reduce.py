@@ -48,7 +48,7 @@ from ._limits import KIND_LIMIT, find_boundaries
 from ._model import MBAMError, Model
 from ._pbpk import (
     GraphRewrite,
-    _parallel_member,
+    _time_constant,
     apply_limit_to_model,
     lump_parallel,
     parallel_groups,
@@ -591,11 +591,8 @@ def _split_by_time_constant(model: PBPKModel, group: Sequence[str]) -> tuple[tup
     and a slow part; parts of one member stay unlumped. Groups under four members stay whole."""
     if len(group) < 4:
         return (tuple(group),)
-    tau = []
-    for c in group:
-        q = _parallel_member(model, c)[2]
-        tau.append(math.log(model.parameters[model.graph.compartment(c).volume] / model.parameters[q]))
-    k = 1 + int(np.argmax(np.diff(tau)))
+    log_tau = [math.log(_time_constant(model, c)) for c in group]
+    k = 1 + int(np.argmax(np.diff(log_tau)))
     return tuple(tuple(part) for part in (group[:k], group[k:]) if len(part) >= 2)
 
 

@@ -88,6 +88,7 @@ DOTATATE = (
 )
 # Spink et al., EJNMMI Phys 2024 (31 pts; SPECT d0, d4, d7): kidney T_eff 56 +/- 13 h.
 HALF_LIVES_DOTATATE = (
-    Published("kidney", 56.0, 13.0, None, None, 31, "Spink et al., EJNMMI Phys 2024", "V"),
+    Published("kidney", 56.0, 13.0, None, None, 31, "Spink et al., EJNMMI Phys 2024", "V",
+              anchor=True),
 )
 HALF_LIVE_TIMES_DOTATATE_H = (24.0, 96.0, 168.0)
