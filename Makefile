@@ -5,9 +5,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # A test whose worker process dies is rerun once in a fresh worker (pytest-rerunfailures' crash
-# recovery): a fresh-clone run in session 4 lost a worker to a segfault inside XLA's CPU
-# compiler (jax backend_compile_and_load) in a test that passes on its own. The --only-rerun
-# pattern matches no error message, so an ordinary failure is never rerun.
+# recovery). Two full runs in session 4 lost a worker inside XLA's CPU compiler after the
+# worker's memory mappings reached vm.max_map_count; tests/conftest.py now frees compiled code
+# after each module, and this is the safety net. The --only-rerun pattern matches no error
+# message, so an ordinary failure is never rerun.
 PYTEST_ARGS ?= -n auto --reruns 1 --only-rerun '^worker-crash-only$$'
 
 .PHONY: demo test test-slow bench validate vtt lint clean
