@@ -131,6 +131,20 @@ def _outflows(graph, name: str) -> list[Process]:
     ]
 
 
+def _replace_compartments(graph, names: set[str], merged: Compartment) -> list[Compartment]:
+    """The graph's compartments with those in ``names`` replaced by ``merged``, placed where
+    the first of them stood."""
+    comps, placed = [], False
+    for c in graph.compartments:
+        if c.name in names:
+            if not placed:
+                comps.append(merged)
+                placed = True
+        else:
+            comps.append(c)
+    return comps
+
+
 def _lump(model: PBPKModel, members: Mapping[str, tuple[str, ...]], merged: Compartment):
     """Replace compartments ``members`` by ``merged``.
 
@@ -142,14 +156,7 @@ def _lump(model: PBPKModel, members: Mapping[str, tuple[str, ...]], merged: Comp
     """
     graph = model.graph
     names = set(members)
-    comps, placed = [], False
-    for c in graph.compartments:
-        if c.name in names:
-            if not placed:
-                comps.append(merged)
-                placed = True
-        else:
-            comps.append(c)
+    comps = _replace_compartments(graph, names, merged)
     procs, dropped = [], []
     for p in graph.processes:
         s_in, t_in = p.source in names, p.target in names
@@ -545,14 +552,7 @@ def lump_parallel(model: PBPKModel, compartments: Sequence[str], *, name: str = 
     vs = {m: graph.compartment(m).volume for m in members}
     spaces = {graph.compartment(m).space for m in members}
     merged = Compartment(comp_name, name, spaces.pop() if len(spaces) == 1 else "lumped", v_new, True)
-    comps, placed = [], False
-    for c in graph.compartments:
-        if c.name in members:
-            if not placed:
-                comps.append(merged)
-                placed = True
-        else:
-            comps.append(c)
+    comps = _replace_compartments(graph, set(members), merged)
     procs, placed = [], False
     for p in graph.processes:
         if p.source in members or p.target in members:
