@@ -516,6 +516,11 @@ def lump_parallel(model: PBPKModel, compartments: Sequence[str], *, name: str = 
     MBAM limit in which those time constants merge, and a refit adjusts ``Q``. The members'
     regions are no longer reported; their activity is reported as region ``name``.
     """
+    if isinstance(compartments, str):
+        raise InvalidInputError(
+            f"compartments must be a list of compartment names, got the string {compartments!r}; "
+            "mbam.parallel_groups(model) lists the lumpable groups."
+        )
     members = tuple(dict.fromkeys(compartments))
     if len(members) < 2:
         raise InvalidInputError("lump_parallel needs at least two compartments.")

@@ -105,6 +105,8 @@ def test_lumping_errors_are_typed():
     model = parallel_model(observed_organ=True)
     assert mbam.parallel_groups(model, exclude_regions=("t3",)) == (
         ("t1.interstitial", "t2.interstitial"),)
+    with pytest.raises(pbpk.InvalidInputError, match="list of compartment names"):
+        mbam.lump_parallel(model, "t1.interstitial")
     with pytest.raises(pbpk.InvalidInputError, match="at least two"):
         mbam.lump_parallel(model, ["t1.interstitial"])
     with pytest.raises(pbpk.GraphError, match="cannot be lumped"):
