@@ -7,7 +7,10 @@ PSMA (177Lu-PSMA-617, 7.4 GBq / 90 nmol, ICRP-89 reference male, GFR 100 mL/min)
   Ther 2017, PMC5472088);
 - kidney 0.60 Gy/GBq (middle of the 0.4-0.8 Gy/GBq clinical range: 0.82 +/- 0.25, PMC5472088;
   0.53, Hohberg 2016 Mol Imaging Biol 18:437; 0.49 +/- 0.11, Peters 2022);
-- salivary glands 0.72 Gy/GBq and lacrimal glands 2.82 Gy/GBq (9 patients, Hohberg 2016).
+- salivary glands 0.72 Gy/GBq and lacrimal glands 2.82 Gy/GBq (9 patients, Hohberg 2016);
+- liver and spleen effective half-lives, 22.9 h and 16.8 h (medians of 20 patients, mono-
+  exponential fits at 4, 24, 48 and 72 h; AAPM 2026 abstract, research notes section 2.5), fitted
+  with the liver and spleen release rates (the kidney's lineage value otherwise).
 SSTR2 (177Lu-DOTATATE, 7.4 GBq / 105 nmol) targets: kidneys 0.57, liver 0.27, spleen 1.17 Gy/GBq
 (61 patients, Clin Nucl Med 2013) and the kidney effective half-life, 56 h from a
 mono-exponential fit at 24, 96 and 168 h, the times `make validate` uses for it (31 patients;
@@ -36,7 +39,8 @@ from validation.checks import effective_half_life_h  # noqa: E402
 GY_KG_PER_GBQ_H = 0.14792 * 1.602176634e-13 * 3600 * 1e9  # 177Lu non-penetrating energy
 ACT = 7400.0
 SOLVER = "rodas"
-TIMES = np.array([1.0, 24.0, 168.0, 2000.0])
+TIMES = np.array([1.0, 4.0, 24.0, 48.0, 72.0, 168.0, 2000.0])
+TEFF_TIMES_PSMA = (4.0, 24.0, 48.0, 72.0)   # the times `make validate` uses for PSMA T_eff
 TIMES_SSTR = np.array([24.0, 96.0, 168.0, 2000.0])
 
 
@@ -62,6 +66,12 @@ def _kidney_teff_h(res):
     return effective_half_life_h(TIMES_SSTR[:3], np.asarray(res.activity("kidney"))[:3])
 
 
+def _teff_h(region, times, fit_times):
+    """Effective half-life (h) of ``region``: mono-exponential fit at ``fit_times``."""
+    idx = [list(times).index(t) for t in fit_times]
+    return lambda res: effective_half_life_h(fit_times, np.asarray(res.activity(region))[idx])
+
+
 def main() -> None:
     out = {}
     psma = psma_model(calibrated=False)
@@ -70,16 +80,20 @@ def main() -> None:
               "lacrimal": mk.organ_volume_l("lacrimal"), "liver": mk.organ_volume_l("liver"),
               "spleen": mk.organ_volume_l("spleen")}
     targets = [
-        (lambda r: float(r.urine_fraction[1]), 0.565),
+        (lambda r: float(r.urine_fraction[list(TIMES).index(24.0)]), 0.565),
         (lambda r: _dose_per_gbq(r, "kidney", masses["kidney"]), 0.60),
         (lambda r: _dose_per_gbq(r, "salivary", masses["salivary"]), 0.72),
         (lambda r: _dose_per_gbq(r, "lacrimal", masses["lacrimal"]), 2.82),
+        (_teff_h("liver", TIMES, TEFF_TIMES_PSMA), 22.9),
+        (_teff_h("spleen", TIMES, TEFF_TIMES_PSMA), 16.8),
     ]
-    mult, resid = fit(psma, ["gfr_eff", "R_kidney", "R_salivary", "R_lacrimal"], targets,
+    mult, resid = fit(psma, ["gfr_eff", "R_kidney", "R_salivary", "R_lacrimal", "krel_liver",
+                             "krel_spleen"], targets,
                       pbpk.Schedule.single(ACT, ligand_nmol=90.0))
     out["psma"] = {
         "summary": "177Lu-PSMA-617 reference male fitted to urine 56.5 % at 24 h, kidney 0.60, "
-                   "salivary 0.72, lacrimal 2.82 Gy/GBq (tools/calibrate_defaults.py)",
+                   "salivary 0.72, lacrimal 2.82 Gy/GBq (Hohberg 2016), liver and spleen T_eff "
+                   "22.9 and 16.8 h (AAPM 2026 abstract; tools/calibrate_defaults.py)",
         "multipliers": mult,
         "log_residuals": resid.tolist(),
     }
