@@ -83,7 +83,7 @@ def test_psma617_clinical_anchors():
     assert dose("red_marrow") < 0.05
 
 
-def test_psma617_liver_and_spleen_half_lives_and_liver_dose():
+def test_psma617_organ_half_lives_and_liver_dose():
     model = pbpk.psma_model("PSMA-617")
     phys = pbpk.Physiology.reference("male")
     t = np.array([4.0, 24.0, 48.0, 72.0])
@@ -94,8 +94,8 @@ def test_psma617_liver_and_spleen_half_lives_and_liver_dose():
         return np.log(2.0) / -np.polyfit(t, np.log(a), 1)[0]
 
     # AAPM 2026 abstract (20 patients, SPECT at 4, 24, 48, 72 h, mono-exponential): median
-    # T_eff liver 22.9 h (range 12.9-63.4), spleen 16.8 h
-    assert 12.9 <= t_eff("liver") <= 63.4
+    # T_eff kidney 35.5 h (range 8.5-152), liver 22.9 h (12.9-63.4), spleen 16.8 h (9.3-149.7)
+    assert abs(t_eff("kidney") - 35.5) < 0.25 * 35.5
     assert abs(t_eff("liver") - 22.9) < 0.25 * 22.9
     assert abs(t_eff("spleen") - 16.8) < 0.25 * 16.8
     # the liver dose was not fitted: Peters 2022 (10 mHSPC patients) 0.09 +/- 0.01 Gy/GBq and

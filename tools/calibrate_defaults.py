@@ -8,9 +8,10 @@ PSMA (177Lu-PSMA-617, 7.4 GBq / 90 nmol, ICRP-89 reference male, GFR 100 mL/min)
 - kidney 0.60 Gy/GBq (middle of the 0.4-0.8 Gy/GBq clinical range: 0.82 +/- 0.25, PMC5472088;
   0.53, Hohberg 2016 Mol Imaging Biol 18:437; 0.49 +/- 0.11, Peters 2022);
 - salivary glands 0.72 Gy/GBq and lacrimal glands 2.82 Gy/GBq (9 patients, Hohberg 2016);
-- liver and spleen effective half-lives, 22.9 h and 16.8 h (medians of 20 patients, mono-
-  exponential fits at 4, 24, 48 and 72 h; AAPM 2026 abstract, research notes section 2.5), fitted
-  with the liver and spleen release rates (the kidney's lineage value otherwise).
+- kidney, liver and spleen effective half-lives, 35.5 h, 22.9 h and 16.8 h (medians of 20
+  patients, mono-exponential fits at 4, 24, 48 and 72 h; AAPM 2026 abstract, research notes
+  section 2.5), fitted with the three organs' release rates (before: the lineage's kidney value
+  for all three, which gave 58, 46 and 91 h).
 SSTR2 (177Lu-DOTATATE, 7.4 GBq / 105 nmol) targets: kidneys 0.57, liver 0.27, spleen 1.17 Gy/GBq
 (61 patients, Clin Nucl Med 2013) and the kidney effective half-life, 56 h from a
 mono-exponential fit at 24, 96 and 168 h, the times `make validate` uses for it (31 patients;
@@ -86,14 +87,16 @@ def main() -> None:
         (lambda r: _dose_per_gbq(r, "lacrimal", masses["lacrimal"]), 2.82),
         (_teff_h("liver", TIMES, TEFF_TIMES_PSMA), 22.9),
         (_teff_h("spleen", TIMES, TEFF_TIMES_PSMA), 16.8),
+        (_teff_h("kidney", TIMES, TEFF_TIMES_PSMA), 35.5),
     ]
     mult, resid = fit(psma, ["gfr_eff", "R_kidney", "R_salivary", "R_lacrimal", "krel_liver",
-                             "krel_spleen"], targets,
+                             "krel_spleen", "krel_kidney"], targets,
                       pbpk.Schedule.single(ACT, ligand_nmol=90.0))
     out["psma"] = {
         "summary": "177Lu-PSMA-617 reference male fitted to urine 56.5 % at 24 h, kidney 0.60, "
-                   "salivary 0.72, lacrimal 2.82 Gy/GBq (Hohberg 2016), liver and spleen T_eff "
-                   "22.9 and 16.8 h (AAPM 2026 abstract; tools/calibrate_defaults.py)",
+                   "salivary 0.72, lacrimal 2.82 Gy/GBq (Hohberg 2016), kidney, liver and "
+                   "spleen T_eff 35.5, 22.9 and 16.8 h (AAPM 2026 abstract; "
+                   "tools/calibrate_defaults.py)",
         "multipliers": mult,
         "log_residuals": resid.tolist(),
     }

@@ -67,10 +67,11 @@ URINE_PSMA617 = Published("urine_24h", 56.5, 8.8, 41.5, 65.4, 7,
 
 # AAPM 2026 abstract (n = 20, SPECT/CT 4, 24, 48, 72 h, mono-exponential): medians and ranges.
 HALF_LIVES_PSMA617 = (
-    Published("kidney", 35.5, None, 8.5, 152.0, 20, "AAPM 2026 abstract (177Lu-PSMA-617 STP study)", "V"),
+    Published("kidney", 35.5, None, 8.5, 152.0, 20, "AAPM 2026 abstract (177Lu-PSMA-617 STP study)", "V",
+              anchor=True),
     Published("salivary", 42.2, None, 18.9, 160.8, 20, "AAPM 2026 abstract (parotid)", "V"),
     Published("liver", 22.9, None, 12.9, 63.4, 20, "AAPM 2026 abstract", "V", anchor=True),
-    Published("spleen", 16.8, None, None, None, 20, "AAPM 2026 abstract", "V", anchor=True),
+    Published("spleen", 16.8, None, 9.3, 149.7, 20, "AAPM 2026 abstract", "V", anchor=True),
     Published("red_marrow", 32.0, None, 5.9, 160.8, 20, "AAPM 2026 abstract", "V"),
 )
 HALF_LIVE_TIMES_PSMA617_H = (4.0, 24.0, 48.0, 72.0)
