@@ -596,12 +596,30 @@ def _split_by_time_constant(model: PBPKModel, group: Sequence[str]) -> tuple[tup
     return tuple(tuple(part) for part in (group[:k], group[k:]) if len(part) >= 2)
 
 
-def _free_region(model: PBPKModel, base: str) -> str:
+def _free_region(model: PBPKModel, base: str, taken: Sequence[str] = ()) -> str:
+    """A region name ``base``, ``base_2``, ... that is not a region of ``model``, not in
+    ``taken``, and whose lumped parameters ``Q_<name>``/``V_<name>`` are not parameters."""
     name, k = base, 1
-    while name in model.graph.regions:
+    while (name in model.graph.regions or name in taken
+           or f"Q_{name}" in model.parameters or f"V_{name}" in model.parameters):
         k += 1
         name = f"{base}_{k}"
     return name
+
+
+def _lump_parts(model: PBPKModel, parts: Sequence[Sequence[str]]):
+    """Lump each group of ``parts`` in turn. Every new region (and its ``Q_``/``V_``
+    parameters) gets a name the starting model does not use: a name freed by an earlier
+    part (a lumped region lumped again) would otherwise collide with the starting model's
+    parameter of that name, whose value the reduction carries over."""
+    taken = set(model.graph.regions) | {n[2:] for n in model.parameters if n[:2] in ("Q_", "V_")}
+    m, recs = model, []
+    for g in parts:
+        name = _free_region(m, "lumped", taken)
+        taken.add(name)
+        m, rec = lump_parallel(m, g, name=name)
+        recs.append(rec)
+    return m, tuple(recs)
 
 
 def _predictor(model: PBPKModel, design: ReductionDesign, names: Sequence[str], opts: Mapping):
@@ -870,11 +888,7 @@ def reduce_pbpk(
             done = False
             for how, parts in lumps:
                 def apply(m, parts=parts):
-                    recs = []
-                    for g in parts:
-                        m, rec = lump_parallel(m, g, name=_free_region(m, "lumped"))
-                        recs.append(rec)
-                    return m, tuple(recs)
+                    return _lump_parts(m, parts)
 
                 limits = tuple({"name": ", ".join(cur.graph.compartment(c).region for c in g),
                                 "direction": "lumped", "how": "lump"} for g in parts)
