@@ -41,7 +41,10 @@ therapy predicted with ``Posterior.predict`` on the therapy agent, 200 posterior
 Baselines on the same patients: population-average dose (leave-one-out mean of the other
 patients' true doses; 90 % interval from their 5-95 % range), Hänscheid single time point
 (``twin.dose.tia_hanscheid``) from post-therapy SPECT at 24, 48 and 96 h, and bi-exponential
-fits (``twin.dose.fit_tac``, model "bi") to SPECT at 4, 24, 48 and 168 h.
+fits (``twin.dose.fit_tac``, model "bi") to SPECT at 4, 24, 48 and 168 h. An information
+floor, ``oracle_release_unknown``: the therapy simulated with every true parameter except the
+release rates, which stay at the prior median. No imaging that ends before the release phase
+can beat it by much: it is the error of knowing everything such a scan could tell.
 
 Doses are self-doses by local deposition (``twin.dose.local_deposition_dose_gy``; the sphere
 model for the lesion) with the patient's organ masses: prediction and truth share the
@@ -105,7 +108,8 @@ CU_MBQ = 200.0
 CU_TIMES_H = (1.0, 24.0)
 CU_CV = {1.0: 0.10, 24.0: 0.15}  # 64Cu count statistics at 24 h (two half-lives later)
 JOINT_SPECT_TIMES_H = {"pet_1h_spect_24h": (24.0,), "pet_1h_spect_24_96h": (24.0, 96.0)}
-BASELINES = ("population_average", "hanscheid_24h", "hanscheid_48h", "hanscheid_96h", "biexp_4tp")
+BASELINES = ("population_average", "hanscheid_24h", "hanscheid_48h", "hanscheid_96h", "biexp_4tp",
+             "oracle_release_unknown")
 FIT_TIMES_H = (4.0, 24.0, 48.0, 168.0)
 # AAPM 2026 abstract (50 virtual patients, 18F-PSMA; research/pbpk_models.md §4.2)
 PUBLISHED = {
@@ -378,7 +382,21 @@ def run_patient(pid, group, rng, key, prior, pet_model, therapy_model, cu_model,
             fit = dose.fit_tac(FIT_TIMES_H, y, nuclide="Lu-177", model="auto")
         entry[r] = {"median_gy": float(fit.tia_mbq_h * dpt[r]), "model": fit.model}
     rec["predictions"]["biexp_4tp"] = entry
+
+    rec["predictions"]["oracle_release_unknown"] = {
+        r: {"median_gy": v} for r, v in release_oracle_dose_gy(therapy_model, truth).items()}
     return rec
+
+
+def release_oracle_dose_gy(therapy_model, truth: dict) -> dict[str, float]:
+    """Information floor of early imaging: the therapy dose with every true parameter except the
+    release rates (``krel_*``), which stay at the model's value (the prior median): what a scan
+    that ends before the release phase cannot see."""
+    import pbpk
+
+    known = {k: v for k, v in truth.items() if not k.startswith("krel_")}
+    res = pbpk.simulate(therapy_model, pbpk.Schedule.single(THERAPY_MBQ), THERAPY_TIMES_H, known)
+    return {r: float(v) for r, v in doses_gy({r: float(res.tia(r)) for r in TARGETS}, therapy_model).items()}
 
 
 # ============================================================================ summary

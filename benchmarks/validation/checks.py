@@ -16,6 +16,7 @@ __all__ = [
     "Check",
     "coverage",
     "effective_half_life_h",
+    "excretion_half_time_h",
     "error_summary",
     "lognormal_sd_from_cv",
     "markdown_table",
@@ -110,6 +111,26 @@ def effective_half_life_h(times_h: Sequence[float], activity: Sequence[float]) -
         raise ValidationInputError("activities must be > 0.")
     slope = np.polyfit(t, np.log(a), 1)[0]
     return float(math.log(2.0) / -slope) if slope < 0 else math.inf
+
+
+def excretion_half_time_h(times_h: Sequence[float], cumulative_fraction: Sequence[float]) -> float:
+    """Half-time (h) of urinary excretion: ``U(t) = U_inf (1 - exp(-ln2 t / T))`` fitted to the
+    cumulative excreted fraction by least squares (the excretion rate halves every T hours)."""
+    from scipy.optimize import curve_fit
+
+    t = _finite(times_h, "times_h").reshape(-1)
+    u = _finite(cumulative_fraction, "cumulative_fraction").reshape(-1)
+    if t.size != u.size or t.size < 3:
+        raise ValidationInputError("need at least three (time, fraction) pairs of equal length.")
+    if np.any(t <= 0) or np.any(u <= 0) or np.any(np.diff(u) < 0):
+        raise ValidationInputError("times and fractions must be > 0 and the fractions non-decreasing.")
+
+    def model(tt, u_inf, log_half):
+        return u_inf * -np.expm1(-math.log(2.0) * tt / np.exp(log_half))
+
+    (_, log_half), _ = curve_fit(model, t, u, p0=(float(u[-1]), math.log(float(np.median(t)))),
+                                 maxfev=2000)
+    return float(np.exp(log_half))
 
 
 def summarise_population(values) -> dict:

@@ -65,6 +65,27 @@ PSMA617 = (
 URINE_PSMA617 = Published("urine_24h", 56.5, 8.8, 41.5, 65.4, 7,
                           "Kabasakal 2017 (PMC5472088), excreted at 24 h", "V", anchor=True)
 
+# Urinary excretion kinetics of [177Lu]Lu-PSMA-617, Eur J Nucl Med Mol Imaging 2023;50:3572-3575
+# (Radboudumc; urine samples up to 24 h after 28 cycles): mean excretion half-time over the first
+# 20 h, 4.9 h (abstract; no spread given). Urine is filtered plasma, so this measures the plasma
+# clearance the kidneys see, unlike whole-blood activity.
+URINE_HALF_TIME_PSMA617 = Published("urine_half_time", 4.9, None, None, None, 28,
+                                    "Eur J Nucl Med Mol Imaging 2023;50:3572 (urine samples, 28 cycles)", "V")
+URINE_HALF_TIME_TIMES_H = (1.0, 2.0, 4.0, 8.0, 12.0, 20.0)
+
+# Kurth et al., EJNMMI Res 2018;8:32 (50 patients, 6.3 +/- 0.5 GBq; dose rate at 2 m at 2, 24,
+# 48, 72 h; whole-body counting at 7 time points in 25): whole-body effective half-life
+# 40.5 +/- 9.6 h (range 21.7-85.7); about 50 % of the activity excreted after 4 h and 70 % after
+# 12 h (abstract; "approximately", no spread). Our whole-body T_eff is fitted at 24, 48, 72 h
+# (the abstract does not say which points it used); excreted = urine + released activity.
+WHOLE_BODY_TEFF_PSMA617 = Published("whole_body", 40.5, 9.6, 21.7, 85.7, 50,
+                                    "Kurth et al., EJNMMI Res 2018;8:32 (dose rate at 2 m)", "V")
+WHOLE_BODY_TEFF_TIMES_H = (24.0, 48.0, 72.0)
+EXCRETED_PSMA617 = (
+    Published("excreted_4h", 50.0, None, None, None, 25, "Kurth et al. 2018 (whole-body counting, 'approximately')", "V"),
+    Published("excreted_12h", 70.0, None, None, None, 25, "Kurth et al. 2018 (whole-body counting, 'approximately')", "V"),
+)
+
 # AAPM 2026 abstract (n = 20, SPECT/CT 4, 24, 48, 72 h, mono-exponential): medians and ranges.
 HALF_LIVES_PSMA617 = (
     Published("kidney", 35.5, None, 8.5, 152.0, 20, "AAPM 2026 abstract (177Lu-PSMA-617 STP study)", "V",

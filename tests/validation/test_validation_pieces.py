@@ -74,6 +74,17 @@ def test_effective_half_life_of_exact_exponential():
         checks.effective_half_life_h([1.0, 2.0], [1.0, 0.0])
 
 
+def test_excretion_half_time_recovers_the_analytic_curve():
+    # exact U(t) = 0.6 (1 - 2^(-t / 4.9)) at the sampling times: the fit returns T = 4.9 h
+    t = np.array([1.0, 2.0, 4.0, 8.0, 12.0, 20.0])
+    u = 0.6 * (1.0 - 2.0 ** (-t / 4.9))
+    assert checks.excretion_half_time_h(t, u) == pytest.approx(4.9, rel=1e-6)
+    with pytest.raises(ValidationInputError):
+        checks.excretion_half_time_h([1.0, 2.0, 4.0], [0.3, 0.2, 0.4])  # decreasing
+    with pytest.raises(ValidationInputError):
+        checks.excretion_half_time_h([1.0, 2.0], [0.1, 0.2])
+
+
 def test_lognormal_sd_and_population_summary():
     assert checks.lognormal_sd_from_cv(1.0) == pytest.approx(math.sqrt(math.log(2.0)))
     s = checks.summarise_population(np.arange(1.0, 102.0))  # 1..101
@@ -185,6 +196,28 @@ def test_vtt_noise_model_and_summaries():
     assert v["pet_1_4_8h"]["kidney"]["error_ok"] is False          # 8 % > 5 %
     assert v["pet_1_4_8h"]["tumour1"]["error_ok"] is True           # 8 % <= 10 %
     assert v["pet_1_4_8h"]["kidney"]["coverage_ok"] is False        # 50 % outside 85-95 %
+
+
+def test_vtt_release_oracle_is_exact_when_release_is_at_the_median():
+    import vtt
+
+    import pbpk
+
+    model = pbpk.psma_model("PSMA-617", lesion_volumes_l=(0.01,))
+    truth = {"R_kidney": 1.3 * model.parameters["R_kidney"],
+             "krel_kidney": model.parameters["krel_kidney"],
+             "krel_salivary": model.parameters["krel_salivary"]}
+    res = pbpk.simulate(model, pbpk.Schedule.single(vtt.THERAPY_MBQ), vtt.THERAPY_TIMES_H, truth)
+    true_dose = vtt.doses_gy({r: float(res.tia(r)) for r in vtt.TARGETS}, model)
+    oracle = vtt.release_oracle_dose_gy(model, truth)
+    # release at the median: the oracle is the truth (same simulation, same conversion)
+    for r in vtt.TARGETS:
+        assert oracle[r] == pytest.approx(true_dose[r], rel=1e-9)
+    # a faster true kidney release lowers the true kidney dose; the oracle does not see it
+    fast = {**truth, "krel_kidney": 2.0 * truth["krel_kidney"]}
+    res = pbpk.simulate(model, pbpk.Schedule.single(vtt.THERAPY_MBQ), vtt.THERAPY_TIMES_H, fast)
+    kidney_true = vtt.doses_gy({r: float(res.tia(r)) for r in vtt.TARGETS}, model)["kidney"]
+    assert vtt.release_oracle_dose_gy(model, fast)["kidney"] > 1.2 * kidney_true
 
 
 def test_vtt_population_average_is_leave_one_out():
