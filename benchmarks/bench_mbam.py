@@ -21,7 +21,7 @@ model with the full one in the same process:
 
 Targets (issue 6): at most a third of the patient-specific parameters, TIA within 2 % over
 1,000 draws, the reduction in <= 10 min, a measured speed-up. Usage:
-``python benchmarks/bench_mbam.py [--draws 1000 --max-iter 4 --reuse]``
+``python benchmarks/bench_mbam.py [--draws 1000 --max-iter 7 --reuse]``
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def _write(out: dict) -> None:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--max-iter", type=int, default=4)
+    ap.add_argument("--max-iter", type=int, default=7)
     ap.add_argument("--population-draws", type=int, default=32)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--reuse", action="store_true",
