@@ -11,8 +11,7 @@
    changes the predictions least is taken as its limit (0 or infinity);
 3. a *geodesic* (both directions) from the sloppiest eigendirection of the remaining
    parameters, on the sub-model of the parameters that direction moves, and the limit
-   :func:`mbam.identify_limit` reads from its end (the end that changes the predictions
-   least first; the other end if that one fails the tests);
+   :func:`mbam.identify_limit` reads from its end;
 4. the limits evaluated on the graph (process removal, compartment merging, instantaneous
    transfer, receptor removal) plus removal of compartments no ligand can reach;
 5. a refit of the reduced model to the full model's predictions when the limit alone costs
@@ -750,8 +749,7 @@ def reduce_pbpk(
         up to at most ``axis_budget * chi2_tol`` (the batch is then tested as a whole).
     push: log units a limit is pushed (also the geodesic's ``max_dx``).
     geodesic: follow a geodesic from the sloppiest remaining direction each step (on the
-        sub-model of at most ``n_sub`` parameters that direction moves), both ways; the end
-        whose limit costs the least chi-square is tried first, the other if it is rejected.
+        sub-model of at most ``n_sub`` parameters that direction moves).
     refit: ``"auto"`` (refit when the limit alone costs more than a tenth of ``chi2_tol``),
         ``"always"`` or ``"never"``; ``refit_max_nfev``: evaluations of the least-squares refit.
     simulate_options: ``rtol``/``atol``/``max_steps`` for the metric's simulations
@@ -949,7 +947,6 @@ def reduce_pbpk(
         # ---- geodesic from the sloppiest remaining direction
         geo = None
         geo_info = None
-        geo_others = []   # the other ends of the geodesic search, tried if the best one fails
         rest = [i for i in range(len(names)) if names[i] not in axis_names]
         if geodesic and len(rest) >= 2:
             _, _, vt = np.linalg.svd(J[:, rest], full_matrices=False)
@@ -982,40 +979,36 @@ def reduce_pbpk(
                 xe = x.copy()
                 xe[sub] = b.geodesic.x_end
                 options.append((chi2_at(xe), b, spec, xe))
-            options.sort(key=lambda o: o[0])
-            infos = [{"direction": b.direction, "parameters": [names[i] for i in sub], **b.limit.as_dict()}
-                     for _, b, _, _ in options]
             if options:
-                geo = (options[0][2], options[0][3])
-                geo_info = infos[0]
-                geo_others = [(o[2], o[3], info) for o, info in zip(options[1:], infos[1:])
-                              if o[2] != options[0][2]]
+                c2, b, spec, xe = min(options, key=lambda o: o[0])
+                geo = (spec, xe)
+                geo_info = {"direction": b.direction, "parameters": [names[i] for i in sub],
+                            **b.limit.as_dict()}
 
-        attempts = []   # (how, limits, start, geodesic limits, geodesic info)
+        attempts = []
         axis_spec = [(n, d) for n, d, _ in axis]
         if geo is not None and axis_spec:
-            attempts.append(("axis+geodesic", axis_spec + geo[0], geo[1], geo[0], geo_info))
+            attempts.append(("axis+geodesic", axis_spec + geo[0], geo[1]))
         if axis_spec:
-            attempts.append(("axis", axis_spec, x, (), None))
+            attempts.append(("axis", axis_spec, x))
             if len(axis_spec) > 3:
-                attempts.append(("axis", axis_spec[: len(axis_spec) // 2], x, (), None))
+                attempts.append(("axis", axis_spec[: len(axis_spec) // 2], x))
         if geo is not None:
-            attempts.append(("geodesic", geo[0], geo[1], geo[0], geo_info))
-        for spec_o, xe_o, info_o in geo_others:
-            attempts.append(("geodesic (other end)", spec_o, xe_o, spec_o, info_o))
+            attempts.append(("geodesic", geo[0], geo[1]))
         if not attempts:
             stop = "no_boundary"
             break
 
         step = None
-        for how, spec, x_start, geo_spec, info in attempts:
+        for how, spec, x_start in attempts:
             try:
                 step, new, draws_new = evaluate(
                     it, t_it, how, lambda m, spec=spec: _apply_limits(m, spec, design.regions),
                     names, x_start, tuple(
-                        {"name": n, "direction": d, "how": "geodesic" if (n, d) in geo_spec else "axis"}
+                        {"name": n, "direction": d,
+                         "how": "geodesic" if (geo is not None and (n, d) in geo[0]) else "axis"}
                         for n, d in spec),
-                    info)
+                    geo_info if how != "axis" else None)
             except (NotImplementedError, PBPKError) as exc:  # pragma: no cover - checked above
                 log.info("limit %s not evaluated: %s", spec, exc)
                 continue
