@@ -611,6 +611,18 @@ def _note(kind: str, quantity: str) -> str:
     return FAILURE_NOTES.get((kind, quantity), "")
 
 
+def population_row(name: str, values, p, unit_n: str = "", fmt: str = ".3g", approximate: bool = False,
+                   note: str = "") -> Check:
+    """One validation row: the population median (5-95 %) of ``values`` against the published
+    value ``p`` (mean, and SD where given)."""
+    s = summarise_population(values)
+    ok, crit = published_agreement(s["median"], s["p5"], s["p95"], p.mean, p.sd)
+    ref = ("~" if approximate else "") + f"{p.mean:g}" + (f" ± {p.sd:g}" if p.sd else "") + \
+        (f" ({p.low:g}–{p.high:g})" if p.low is not None else "")
+    return Check("validation", name, f"{s['median']:{fmt}} ({s['p5']:{fmt}}–{s['p95']:{fmt}})",
+                 f"{ref} [n={p.n}{' ' + unit_n if unit_n else ''}; {p.source}]", crit, ok, note=note)
+
+
 def spread_checks(pop, published, section, label) -> list[Check]:
     """Between-patient spread: our log-SD against the published CV (studies with n >= 20)."""
     rows = []
@@ -703,30 +715,23 @@ def main(argv=None) -> list[Check]:
                         f"{pl['median']:.3g} ({pl['p5']:.3g}–{pl['p95']:.3g})",
                         "blood elimination 10.8 ± 2.5 h [n=7; Kabasakal 2017, PMC5472088]", crit, ok,
                         note=FAILURE_NOTES["plasma"] if not ok else ""))
-    uh = summarise_population(pops["psma"]["urine_half_time_h"])
-    p = clinical.URINE_HALF_TIME_PSMA617
-    ok, crit = published_agreement(uh["median"], uh["p5"], uh["p95"], p.mean, p.sd)
-    checks.append(Check("validation", "177Lu-PSMA-617 urinary excretion half-time, first 20 h (h), "
-                        f"U(t) = U_inf (1 - 2^(-t/T)) fitted at {', '.join(f'{t:g}' for t in clinical.URINE_HALF_TIME_TIMES_H)} h",
-                        f"{uh['median']:.3g} ({uh['p5']:.3g}–{uh['p95']:.3g})",
-                        f"{p.mean:g} [n={p.n} cycles; {p.source}]", crit, ok,
-                        note="independent of the blood row above: urine is filtered plasma"))
-    wt = summarise_population(pops["psma"]["whole_body_teff_h"])
-    p = clinical.WHOLE_BODY_TEFF_PSMA617
-    ok, crit = published_agreement(wt["median"], wt["p5"], wt["p95"], p.mean, p.sd)
-    checks.append(Check("validation", "177Lu-PSMA-617 whole-body effective half-life (h), mono-exp. fit at "
-                        f"{', '.join(f'{t:g}' for t in clinical.WHOLE_BODY_TEFF_TIMES_H)} h",
-                        f"{wt['median']:.3g} ({wt['p5']:.3g}–{wt['p95']:.3g})",
-                        f"{p.mean:g} ± {p.sd:g} ({p.low:g}–{p.high:g}) [n={p.n}; {p.source}]", crit, ok))
+    fit_at = ", ".join(f"{t:g}" for t in clinical.URINE_HALF_TIME_TIMES_H)
+    checks.append(population_row(
+        f"177Lu-PSMA-617 urinary excretion half-time, first 20 h (h), U(t) = U_inf (1 - 2^(-t/T)) fitted at {fit_at} h",
+        pops["psma"]["urine_half_time_h"], clinical.URINE_HALF_TIME_PSMA617, "cycles",
+        note="independent of the blood row above: urine is filtered plasma"))
+    fit_at = ", ".join(f"{t:g}" for t in clinical.WHOLE_BODY_TEFF_TIMES_H)
+    checks.append(population_row(
+        f"177Lu-PSMA-617 whole-body effective half-life (h), mono-exp. fit at {fit_at} h",
+        pops["psma"]["whole_body_teff_h"], clinical.WHOLE_BODY_TEFF_PSMA617))
     for p in clinical.EXCRETED_PSMA617:
-        ex = summarise_population(pops["psma"]["excreted_pct"][p.quantity])
-        ok, crit = published_agreement(ex["median"], ex["p5"], ex["p95"], p.mean, p.sd)
-        hours = p.quantity.split("_")[1][:-1]
-        checks.append(Check("validation", f"177Lu-PSMA-617 activity excreted by {hours} h (% IA; urine + released)",
-                            f"{ex['median']:.1f} ({ex['p5']:.1f}–{ex['p95']:.1f})",
-                            f"~{p.mean:g} [n={p.n}; {p.source}]", crit, ok,
-                            note=("ours is lower: the urine anchor (Kabasakal, 56.5 % at 24 h in 7 patients) "
-                                  "describes slower excretion than this cohort's" if ex["median"] < p.mean else "")))
+        vals = pops["psma"]["excreted_pct"][p.quantity]
+        lower = float(np.median(vals)) < p.mean
+        checks.append(population_row(
+            f"177Lu-PSMA-617 activity excreted by {p.quantity.split('_')[1][:-1]} h (% IA; urine + released)",
+            vals, p, fmt=".1f", approximate=True,
+            note=("ours is lower: the urine anchor (Kabasakal, 56.5 % at 24 h in 7 patients) describes "
+                  "slower excretion than this cohort's" if lower else "")))
     for o, vals in pops["psma"]["ratio_24h_4h"].items():
         r = summarise_population(vals)
         checks.append(Check(

@@ -36,13 +36,13 @@ from pbpk._models import psma_model, sstr_model
 # the validation report's half-life method, so the fit and `make validate` measure T_eff alike
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from validation.checks import effective_half_life_h  # noqa: E402
+from validation.clinical import HALF_LIVE_TIMES_DOTATATE_H, HALF_LIVE_TIMES_PSMA617_H  # noqa: E402
 
 GY_KG_PER_GBQ_H = 0.14792 * 1.602176634e-13 * 3600 * 1e9  # 177Lu non-penetrating energy
 ACT = 7400.0
 SOLVER = "rodas"
-TIMES = np.array([1.0, 4.0, 24.0, 48.0, 72.0, 168.0, 2000.0])
-TEFF_TIMES_PSMA = (4.0, 24.0, 48.0, 72.0)   # the times `make validate` uses for PSMA T_eff
-TIMES_SSTR = np.array([24.0, 96.0, 168.0, 2000.0])
+TIMES = np.array(sorted({1.0, 24.0, 168.0, 2000.0, *HALF_LIVE_TIMES_PSMA617_H}))
+TIMES_SSTR = np.array(sorted({168.0, 2000.0, *HALF_LIVE_TIMES_DOTATATE_H}))
 
 
 def _dose_per_gbq(res, region, mass_kg):
@@ -61,14 +61,9 @@ def fit(model, names, targets, schedule, times=TIMES):
     return dict(zip(names, np.exp(sol.x).tolist())), residuals(sol.x)
 
 
-def _kidney_teff_h(res):
-    """Kidney effective half-life (h), mono-exponential fit at 24, 96, 168 h (the first three
-    of TIMES_SSTR), as the clinical SPECT studies fit it."""
-    return effective_half_life_h(TIMES_SSTR[:3], np.asarray(res.activity("kidney"))[:3])
-
-
 def _teff_h(region, times, fit_times):
-    """Effective half-life (h) of ``region``: mono-exponential fit at ``fit_times``."""
+    """Effective half-life (h) of ``region``: mono-exponential fit at ``fit_times`` (the times
+    `make validate` uses, so the fit and the validation measure T_eff alike)."""
     idx = [list(times).index(t) for t in fit_times]
     return lambda res: effective_half_life_h(fit_times, np.asarray(res.activity(region))[idx])
 
@@ -85,9 +80,9 @@ def main() -> None:
         (lambda r: _dose_per_gbq(r, "kidney", masses["kidney"]), 0.60),
         (lambda r: _dose_per_gbq(r, "salivary", masses["salivary"]), 0.72),
         (lambda r: _dose_per_gbq(r, "lacrimal", masses["lacrimal"]), 2.82),
-        (_teff_h("liver", TIMES, TEFF_TIMES_PSMA), 22.9),
-        (_teff_h("spleen", TIMES, TEFF_TIMES_PSMA), 16.8),
-        (_teff_h("kidney", TIMES, TEFF_TIMES_PSMA), 35.5),
+        (_teff_h("liver", TIMES, HALF_LIVE_TIMES_PSMA617_H), 22.9),
+        (_teff_h("spleen", TIMES, HALF_LIVE_TIMES_PSMA617_H), 16.8),
+        (_teff_h("kidney", TIMES, HALF_LIVE_TIMES_PSMA617_H), 35.5),
     ]
     mult, resid = fit(psma, ["gfr_eff", "R_kidney", "R_salivary", "R_lacrimal", "krel_liver",
                              "krel_spleen", "krel_kidney"], targets,
@@ -105,7 +100,7 @@ def main() -> None:
         (lambda r: _dose_per_gbq(r, "kidney", masses["kidney"]), 0.57),
         (lambda r: _dose_per_gbq(r, "liver", masses["liver"]), 0.27),
         (lambda r: _dose_per_gbq(r, "spleen", masses["spleen"]), 1.17),
-        (_kidney_teff_h, 56.0),
+        (_teff_h("kidney", TIMES_SSTR, HALF_LIVE_TIMES_DOTATATE_H), 56.0),
     ]
     mult, resid = fit(sstr, ["k_reab", "R_liver", "R_spleen", "krel_kidney"], targets,
                       pbpk.Schedule.single(ACT, ligand_nmol=105.0), TIMES_SSTR)
