@@ -21,8 +21,10 @@ volume from ``twin.patient.recovery_coefficient`` at FWHM 5 mm PET / 10 mm SPECT
 uncertainty 30 % of ``1/RC - 1``). Observed PET regions: kidney, salivary glands, liver,
 spleen, lesion and blood (plasma); SPECT adds red marrow.
 
-Protocols (calibration.calibrate, method "laplace" with finite-difference Hessian, 200 draws;
-therapy predicted with ``Posterior.predict`` on the therapy agent, 200 posterior draws):
+Protocols (calibration.calibrate, method "laplace_is": the Laplace Gaussian with a
+finite-difference Hessian as the proposal of Pareto-smoothed importance sampling, 1000 draws
+resampled; therapy predicted with ``Posterior.predict`` on the therapy agent, 200 posterior
+draws; each protocol records the Pareto k of its weights):
 
 * ``pet_1h``: 18F-DCFPyL PET at 1 h;
 * ``pet_1_4_8h``: PET at 1, 4 and 8 h (18F; DCFPyL is the 18F agent in ``pbpk.LIGANDS``);
@@ -32,9 +34,7 @@ therapy predicted with ``Posterior.predict`` on the therapy agent, 200 posterior
   drawn from a generator of its own, so the other protocols see the same measurements as
   without it;
 * ``pet_1h_spect_24h``: PET at 1 h plus post-cycle-1 177Lu SPECT at 24 h (one joint
-  likelihood over both agents through ``calibrate``'s callable-model interface; MAP by
-  ``calibrate(method="map")`` and the Laplace step with the public ``log_posterior``, see
-  :func:`joint_laplace_tia`);
+  likelihood over both agents through ``calibrate``'s callable-model interface);
 * ``pet_1h_spect_24_96h``: the same with a second SPECT at 96 h (not one of the issue's
   protocols: it shows what a scan that sees the clearance after 24 h adds).
 
@@ -103,6 +103,10 @@ RC_CV = 0.3
 PET_FWHM_MM = 5.0
 SPECT_FWHM_MM = 10.0
 N_PREDICT_DRAWS = 200
+# calibration: the Laplace Gaussian corrected by Pareto-smoothed importance sampling, 1000
+# proposals (about 600 effective draws), resampled; 200 of them simulate the therapy
+METHOD = "laplace_is"
+N_POSTERIOR_DRAWS = 1000
 PROTOCOLS = ("pet_1h", "pet_1_4_8h", "cu64_pet_1_24h", "pet_1h_spect_24h", "pet_1h_spect_24_96h")
 CU_MBQ = 200.0
 CU_TIMES_H = (1.0, 24.0)
@@ -227,44 +231,6 @@ def make_joint_predict(pet_model, therapy_model, pet_times, spect_times, order):
     return predict
 
 
-def joint_laplace_tia(predict_fn, obs, prior, post, therapy_model, key, h: float = 1e-4) -> dict:
-    """Laplace approximation at the MAP of the joint PET + SPECT problem, then therapy TIA draws.
-
-    The same computation as ``calibrate(method="laplace", hessian="fd")`` (Gaussian in the
-    standardised log space z with the finite-difference Hessian of the log posterior, non-positive
-    eigenvalues set to the prior precision), done here with the public
-    ``calibration.log_posterior`` because ``calibrate``'s Laplace re-compiles its check of the
-    draws for a callable model on every call (~40 s per patient on this machine).
-    """
-    import jax
-
-    import pbpk
-    from calibration import log_posterior
-
-    lp = log_posterior(predict_fn, None, obs, prior)  # shares the jitted functions with calibrate
-    mu, sigma = prior.log_loc, prior.log_scale
-    x = np.asarray(post.map_log, float)
-    p = x.size
-    H = np.empty((p, p))
-    for i in range(p):
-        e = np.zeros(p)
-        e[i] = h * sigma[i]
-        gp = lp.value_and_grad(x + e)[1]
-        gm = lp.value_and_grad(x - e)[1]
-        H[:, i] = -(gp - gm) / (2 * h) * sigma  # -d2 logp / dz_i dz_j (z = (log p - mu) / sigma)
-    H = 0.5 * (H + H.T)
-    w, V = np.linalg.eigh(H)
-    w = np.where(w <= 0, 1.0, w)
-    eps = np.asarray(jax.random.normal(key, (N_PREDICT_DRAWS, p)))
-    z = (x - mu) / sigma + eps @ (V / np.sqrt(w)).T
-    params = {n: np.exp(mu[i] + sigma[i] * z[:, i]) for i, n in enumerate(prior.names)}
-    res = pbpk.simulate_cohort(therapy_model, pbpk.Schedule.single(THERAPY_MBQ), THERAPY_TIMES_H, params,
-                               chunk_size=N_PREDICT_DRAWS)
-    ok = np.asarray(res.status) == 0
-    tia = np.asarray(res.tia_mbq_h)[ok]
-    return {r: tia[:, res.body_regions.index(r)] for r in TARGETS}
-
-
 def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint_cache, pet_all,
                   spect_meas, rc_spect, dpt, cu_model=None, cu_all=()) -> dict:
     """Calibrate one protocol and return the predicted target doses (median, 5-95 %)."""
@@ -277,16 +243,16 @@ def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint
         warnings.simplefilter("always")
         if proto == "pet_1h":
             obs = Observations.from_records([r for r in pet_all if r["time_h"] == 1.0], agent=PET_AGENT)
-            post = calibrate(pet_model, pet_sched, obs, prior, method="laplace", hessian="fd",
-                             num_samples=N_PREDICT_DRAWS, key=key)
+            post = calibrate(pet_model, pet_sched, obs, prior, method=METHOD, hessian="fd",
+                             num_samples=N_POSTERIOR_DRAWS, key=key)
         elif proto == "pet_1_4_8h":
             obs = Observations.from_records(pet_all, agent=PET_AGENT)
-            post = calibrate(pet_model, pet_sched, obs, prior, method="laplace", hessian="fd",
-                             num_samples=N_PREDICT_DRAWS, key=key)
+            post = calibrate(pet_model, pet_sched, obs, prior, method=METHOD, hessian="fd",
+                             num_samples=N_POSTERIOR_DRAWS, key=key)
         elif proto == "cu64_pet_1_24h":
             obs = Observations.from_records(list(cu_all), agent=THERAPY_AGENT)
-            post = calibrate(cu_model, pbpk.Schedule.single(CU_MBQ), obs, prior, method="laplace", hessian="fd",
-                             num_samples=N_PREDICT_DRAWS, key=key)
+            post = calibrate(cu_model, pbpk.Schedule.single(CU_MBQ), obs, prior, method=METHOD, hessian="fd",
+                             num_samples=N_POSTERIOR_DRAWS, key=key)
         else:
             recs = [r for r in pet_all if r["time_h"] == 1.0]
             order = [("pet", r["time_h"], r["region"]) for r in recs]
@@ -305,12 +271,10 @@ def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint
                 joint_cache[(group, proto)] = make_joint_predict(pet_model, therapy_model, (1.0,), spect_times,
                                                                  order)
             fn = joint_cache[(group, proto)]
-            post = calibrate(fn, None, obs, prior, method="map", key=key)
-            tia_draws = joint_laplace_tia(fn, obs, prior, post, therapy_model, key)
-        if proto not in JOINT_SPECT_TIMES_H:
-            pred = post.predict(th_sched, THERAPY_TIMES_H, model=therapy_model, n_draws=N_PREDICT_DRAWS,
-                                key=pid)
-            tia_draws = {r: pred.tia(r) for r in TARGETS}
+            post = calibrate(fn, None, obs, prior, method=METHOD, hessian="fd", num_samples=N_POSTERIOR_DRAWS,
+                             key=key)
+        pred = post.predict(th_sched, THERAPY_TIMES_H, model=therapy_model, n_draws=N_PREDICT_DRAWS, key=pid)
+        tia_draws = {r: pred.tia(r) for r in TARGETS}
     n_conv = sum(issubclass(w.category, ConvergenceWarning) for w in caught)
     entry = {}
     for r in TARGETS:
@@ -318,6 +282,7 @@ def _run_protocol(proto, pid, group, key, prior, pet_model, therapy_model, joint
         entry[r] = {"median_gy": float(np.median(d)), "q05_gy": float(np.quantile(d, 0.05)),
                     "q95_gy": float(np.quantile(d, 0.95))}
     entry["_convergence_warnings"] = int(n_conv)
+    entry["_pareto_k"] = post.diagnostics.get("pareto_k")
     entry["_uninformed"] = list(post.uninformed) if post.log_samples.shape[0] > 1 else None
     return entry
 
@@ -620,11 +585,10 @@ def write_results(args, records, group_info, timings, groups, t_start, complete:
             "pet_regions": PET_REGIONS, "spect_regions": SPECT_REGIONS, "pet_cv": PET_CV,
             "spect_cv": SPECT_CV, "tumour_extra_cv_pet": TUMOUR_EXTRA_CV, "rc_cv": RC_CV,
             "fwhm_mm": {"pet": PET_FWHM_MM, "spect": SPECT_FWHM_MM},
-            "calibration": "PET protocols: calibration.calibrate(method='laplace', hessian='fd', "
-                           "num_samples=200) and Posterior.predict (200 draws); PET + SPECT: joint "
-                           "callable model, calibrate(method='map') + the same Laplace step via "
-                           "calibration.log_posterior (joint_laplace_tia); point = median of the draws, "
-                           "interval = 5-95 % of the draws",
+            "calibration": f"calibration.calibrate(method={METHOD!r}, hessian='fd', "
+                           f"num_samples={N_POSTERIOR_DRAWS}) and Posterior.predict ({N_PREDICT_DRAWS} "
+                           "draws) on the therapy model; PET + SPECT: the same on a joint callable model "
+                           "of both agents; point = median of the draws, interval = 5-95 % of the draws",
             "prior": [{"name": e.name, "cv": e.cv} for e in Prior.default(pbpk.psma_model(PET_AGENT)).entries],
             "dose": "self-dose, local deposition (organs, marrow) and sphere model (lesion), "
                     "patient masses; same conversion for truth and prediction",

@@ -21,7 +21,8 @@ Population (hierarchical) calibration: ``calibrate_population(model, schedule, [
 prior)`` learns population medians and log-normal spreads; ``.prior(new_model)`` is the prior
 of a new patient.
 
-Methods: ``"map"`` (optax L-BFGS), ``"laplace"`` (Hessian at the MAP), ``"svi"`` (Gaussian
+Methods: ``"map"`` (optax L-BFGS), ``"laplace"`` (Hessian at the MAP), ``"laplace_is"`` (the
+Laplace Gaussian corrected by Pareto-smoothed importance sampling), ``"svi"`` (Gaussian
 guide, optax Adam) and ``"nuts"`` (numpyro). Errors subclass the ``pbpk`` error types; diagnostics failures and failed solves
 are reported with :class:`ConvergenceWarning` and :class:`SolverFailureWarning`.
 """

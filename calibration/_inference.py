@@ -1,4 +1,5 @@
-"""Inference: one entry point, :func:`calibrate`, for MAP, Laplace, SVI and NUTS.
+"""Inference: one entry point, :func:`calibrate`, for MAP, Laplace (optionally corrected by
+importance sampling), SVI and NUTS.
 
 Parameterisation: every calibrated parameter ``p_k`` has a log-normal prior with log-median
 ``mu_k`` and log-sd ``sigma_k``; inference runs in the standardised log space
@@ -45,7 +46,7 @@ __all__ = ["CHAIN_METHODS", "LIKELIHOOD_SIMULATE_OPTIONS", "METHODS", "LogPoster
 
 log = logging.getLogger(__name__)
 
-METHODS = ("map", "laplace", "svi", "nuts")
+METHODS = ("map", "laplace", "laplace_is", "svi", "nuts")
 _TINY = 1e-300
 _LOG2PI = math.log(2.0 * math.pi)
 
@@ -234,6 +235,7 @@ def _functions(problem: _Problem) -> dict:
         "lbfgs": (lbfgs.init, jax.jit(lbfgs.update)),
         "loglik": lambda z, data: _loglik(problem, z, data),
         "status_batch": jax.jit(jax.vmap(lambda z, data: _loglik(problem, z, data)[1], in_axes=(0, None))),
+        "lp_batch": jax.jit(jax.vmap(lambda z, data: -nlp_plain(z, data), in_axes=(0, None))),
         "problem_ref": problem,  # first problem of this design (functions close over its design only)
     }
     if key is not None:
@@ -757,7 +759,11 @@ def calibrate(
         :class:`~calibration.Prior`; default ``Prior.default(model)``.
     method:
         ``"map"`` (L-BFGS via optax), ``"laplace"`` (MAP + Gaussian from the Hessian of the log
-        posterior in log-parameter space), ``"svi"`` (Gaussian guide in the standardised log space,
+        posterior in log-parameter space), ``"laplace_is"`` (the Laplace Gaussian, widened by
+        :data:`IS_PROPOSAL_SCALE`, as the proposal of Pareto-smoothed importance sampling, then
+        resampled to ``num_samples`` equally weighted draws: it corrects the skew and curvature
+        the Gaussian misses at the cost of one log-posterior evaluation per draw; the Pareto k
+        diagnostic is in ``posterior.diagnostics["pareto_k"]``), ``"svi"`` (Gaussian guide in the standardised log space,
         full-rank or mean-field, reparameterised ELBO gradient with optax Adam; numpyro's
         ``Trace_ELBO`` with one particle) or ``"nuts"`` (numpyro NUTS on the potential).
     key:
@@ -836,6 +842,73 @@ def calibrate(
 _LAPLACE_INIT_MASS = True
 
 
+#: ``method="laplace_is"``: the proposal is the Laplace Gaussian with its standard deviations
+#: multiplied by this factor, so that its tails cover the posterior's (importance weights from a
+#: proposal narrower than the target have a heavy tail). Measured on the 18F-PSMA PET 1/4/8 h
+#: calibrations of the virtual trial (10 parameters, 1000 draws, 14 patients): the largest
+#: Pareto k was 0.77 at 1.0, 0.49 at 1.15 and 0.28 at 1.3, with a median importance ESS of 673,
+#: 624 and 368 draws.
+IS_PROPOSAL_SCALE = 1.15
+
+
+_LP_CHUNK = 100  # draws per vectorised log-posterior evaluation (one compilation per design)
+
+
+def _log_posterior_draws(problem: _Problem, z_draws: np.ndarray) -> np.ndarray:
+    """Log posterior density (z space, up to a constant) at each draw; ``-inf`` where the
+    simulation fails. Vectorised over chunks of :data:`_LP_CHUNK` draws (the last one padded, so
+    one compilation serves every call); a generic model that cannot be vectorised is evaluated
+    one draw at a time."""
+    n = z_draws.shape[0]
+    try:
+        parts = []
+        for i in range(0, n, _LP_CHUNK):
+            chunk = z_draws[i:i + _LP_CHUNK]
+            pad = _LP_CHUNK - chunk.shape[0]
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            parts.append(np.asarray(problem.fns["lp_batch"](jnp.asarray(chunk), problem.data))[:_LP_CHUNK - pad])
+        out = np.concatenate(parts)
+    except Exception:  # noqa: BLE001 - a generic model function may not support vmap
+        if problem.is_pbpk:
+            raise
+        nlp = problem.fns["nlp"]
+        out = np.array([-float(nlp(jnp.asarray(z), problem.data)) for z in z_draws])
+    return np.where(np.isfinite(out), out, -np.inf)
+
+
+def _importance_resample(problem: _Problem, z_prop: np.ndarray, log_q: np.ndarray, key) -> tuple[np.ndarray, dict]:
+    """Pareto-smoothed importance sampling (Vehtari, Simpson, Gelman, Yao and Gabry, JMLR
+    2024;25:72) of the posterior with the proposal draws ``z_prop`` (log density ``log_q`` up
+    to a constant), then systematic resampling to as many equally weighted draws.
+
+    Returns the draws and the diagnostics: ``pareto_k`` (the fitted tail shape of the weights;
+    reliable below ``pareto_k_threshold`` = min(1 - 1/log10(S), 0.7) for S draws),
+    ``importance_ess`` (effective sample size of the smoothed weights) and ``failed_draws``."""
+    n = z_prop.shape[0]
+    log_p = _log_posterior_draws(problem, z_prop)
+    ok = np.isfinite(log_p)
+    if not ok.any():
+        raise CalibrationError("every importance-sampling draw failed to simulate; use method='nuts' or "
+                               "loosen the prior.")
+    lw = log_p[ok] - log_q[ok]
+    lw = lw - lw.max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # arviz's own warning on a large k; reported below instead
+        import arviz as az
+
+        slw, k = az.psislw(lw)
+    w = np.exp(np.asarray(slw, float) - np.max(slw))
+    w = w / w.sum()
+    # systematic resampling: one uniform offset, n evenly spaced points on the weights' CDF
+    u = (float(jax.random.uniform(key, ())) + np.arange(n)) / n
+    idx = np.minimum(np.searchsorted(np.cumsum(w), u), w.size - 1)
+    info = {"pareto_k": float(k), "pareto_k_threshold": float(min(1.0 - 1.0 / math.log10(max(n, 11)), 0.7)),
+            "importance_ess": float(1.0 / np.sum(w * w)), "proposal_draws": int(n),
+            "proposal_scale": IS_PROPOSAL_SCALE, "failed_draws": int((~ok).sum())}
+    return z_prop[ok][idx], info
+
+
 def _laplace_inverse_mass(problem: _Problem, z_map) -> np.ndarray | None:
     """Initial NUTS inverse mass matrix: the Laplace covariance (inverse finite-difference
     Hessian, 2P gradients) at the MAP in z space, or None where it is not positive definite.
@@ -878,7 +951,7 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
     t0 = time.perf_counter()
 
     z_map = None
-    if method in ("map", "laplace") or init == "map":
+    if method in ("map", "laplace", "laplace_is") or init == "map":
         tm = time.perf_counter()
         z_map, info = _run_map(problem, np.zeros(p), map_max_iter, map_gtol)
         diag.update(info)
@@ -892,7 +965,7 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
 
     if method == "map":
         z_draws = z_map[None, :]
-    elif method == "laplace":
+    elif method in ("laplace", "laplace_is"):
         th = time.perf_counter()
         H = _hessian(problem, z_map, hessian)
         diag["hessian_wall_s"] = time.perf_counter() - th
@@ -908,8 +981,21 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         cov_z = (V / w) @ V.T
         diag["laplace_min_eigenvalue"] = float(w.min())
         eps = np.asarray(jax.random.normal(key, (num_samples, p)))
-        z_draws = z_map + eps @ (V / np.sqrt(w)).T
         extra["cov_log"] = cov_z * np.outer(sigma, sigma)
+        if method == "laplace":
+            z_draws = z_map + eps @ (V / np.sqrt(w)).T
+        else:
+            ti = time.perf_counter()
+            z_prop = z_map + IS_PROPOSAL_SCALE * eps @ (V / np.sqrt(w)).T
+            # proposal log density up to a constant (it cancels in the normalised weights)
+            z_draws, info = _importance_resample(problem, z_prop, -0.5 * np.sum(eps * eps, axis=1),
+                                                 jax.random.fold_in(key, 1))
+            info["importance_wall_s"] = time.perf_counter() - ti
+            diag.update(info)
+            if info["pareto_k"] > info["pareto_k_threshold"]:
+                messages.append(f"importance sampling: Pareto k = {info['pareto_k']:.2f} > "
+                                f"{info['pareto_k_threshold']:.2f}, the Laplace proposal is too far from the "
+                                "posterior for reliable weights; raise num_samples or use method='nuts'.")
     elif method == "svi":
         if guide not in ("multivariate", "normal"):
             raise InvalidInputError(f"guide {guide!r}; use 'multivariate' or 'normal'.")
@@ -980,7 +1066,9 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         diag["failed_draws"] = int((~ok_draws.reshape(-1)).sum())
 
     # failed solves among the draws (Laplace/SVI draws can land where the solver fails)
-    if method in ("laplace", "svi"):
+    if method == "laplace_is":
+        pass  # failed draws had zero weight (diag["failed_draws"] counts them among the proposals)
+    elif method in ("laplace", "svi"):
         ok = _draw_status(problem, z_draws)
         diag["failed_draws"] = int((~ok).sum())
         z_draws = z_draws[ok]

@@ -446,7 +446,7 @@ class Twin:
         injected_activity_mbq: PET activity; default from the frames.
         regions: observed regions; default kidney, liver, spleen, salivary glands and lesions.
         fwhm_mm: PET resolution for the partial-volume recovery of small structures.
-        method: ``calibration.calibrate`` method (``"laplace"`` default, ``"map"``, ``"svi"``,
+        method: ``calibration.calibrate`` method (``"laplace"`` default, ``"laplace_is"``, ``"map"``, ``"svi"``,
             ``"nuts"``); ``calibrate_options`` are passed on (Laplace defaults to finite-
             difference Hessians, which compile in seconds).
         """
@@ -534,7 +534,7 @@ class Twin:
         method = method or self.posterior.method
         opts = dict(self.calibrate_options)
         opts["key"] = key
-        if method in ("laplace",):
+        if method in ("laplace", "laplace_is"):
             opts.setdefault("hessian", "fd")
         opts.pop("simulate_options", None)
         post = calibrate(fn, None, all_obs, self.prior, method=method, **opts)
@@ -766,7 +766,7 @@ def _calibrate_defaults(method, options, num_samples, key) -> dict:
     opts = dict(options or {})
     opts.setdefault("num_samples", int(num_samples))
     opts.setdefault("key", key)
-    if method == "laplace":
+    if method in ("laplace", "laplace_is"):
         opts.setdefault("hessian", "fd")
     return opts
 

@@ -154,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draws for the voxel dose quantile maps and DVH bands (default 16)")
     common.add_argument("--probability", type=_probability, default=0.95,
                         help="probability with which every organ-at-risk limit must hold (default 0.95)")
-    common.add_argument("--method", choices=("laplace", "map", "svi", "nuts"), default="laplace",
-                        help="calibration method (default laplace: fast)")
+    common.add_argument("--method", choices=("laplace", "laplace_is", "map", "svi", "nuts"), default="laplace",
+                        help="calibration method (default laplace: fast; laplace_is corrects it by "
+                             "importance sampling)")
 
     demo = sub.add_parser("demo", parents=[common], help="embedded virtual patient end to end -> report folder",
                           description="68Ga-PSMA-11 PET of the embedded virtual patient -> calibration -> "
