@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from calibration import ConvergenceWarning, LogNormal, Observations, Prior, calibrate
+from pbpk import InvalidInputError
 
 OFFSET, Y_OBS, LOG_SD = 0.5, 0.6, 0.3
 CV = float(np.sqrt(np.expm1(1.0)))  # log-sd 1 for a log-normal prior
@@ -87,3 +88,8 @@ def test_poor_proposal_is_flagged():
         post = calibrate(floor_model, None, obs, PRIOR, method="laplace_is", num_samples=1000, key=3)
     assert post.diagnostics["pareto_k"] > post.diagnostics["pareto_k_threshold"]
     assert not post.diagnostics["converged"]
+
+
+def test_too_few_draws_is_a_typed_error():
+    with pytest.raises(InvalidInputError, match="num_samples >= 100"):
+        calibrate(model, None, _observations(), PRIOR, method="laplace_is", num_samples=20)

@@ -230,6 +230,16 @@ def test_vtt_population_average_is_leave_one_out():
     assert records[3]["predictions"]["population_average"]["kidney"]["median_gy"] == pytest.approx(2.0)
 
 
+def test_vtt_truth_spread_of_standard_scores():
+    import vtt
+
+    records = [{"truth_z": {"a": z, "b": 2.0}} for z in (-1.0, 0.0, 1.0, 2.0)]
+    out = vtt.truth_spread(records)
+    # mean 0.5; sample SD of (-1, 0, 1, 2) is sqrt(5/3)
+    assert out["a"]["mean"] == pytest.approx(0.5) and out["a"]["sd"] == pytest.approx(math.sqrt(5 / 3))
+    assert out["b"] == {"mean": 2.0, "sd": 0.0, "n": 4}
+
+
 # ---------------------------------------------------------------- full runs (slow)
 @pytest.mark.slow
 def test_validate_quick_run(tmp_path):
