@@ -24,7 +24,7 @@ MIRD_SOURCES = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
 
 
 def run_demo(out_dir: str | Path = "out", *, activity_gbq: float = DEMO_ACTIVITY_GBQ,
-             n_cycles: int = DEMO_CYCLES, interval_weeks: float = 6.0, n_draws: int = 100,
+             n_cycles: int = DEMO_CYCLES, interval_weeks: float = 6.0, n_draws: int = 400,
              n_voxel_draws: int = 16, probability: float = 0.95, method: str = "laplace",
              progress: bool = True) -> dict:
     """Run the demo and write the report to ``out_dir/report``.

@@ -110,6 +110,10 @@ class EscalationResult:
     (quantile value, probability within). curve: every activity evaluated during the search
     (and the grid), with constraint and tumour-dose quantiles (pandas). fixed: the same numbers
     for the fixed protocol. prediction: the TherapyPrediction at the optimum.
+    activity_mc_interval_gbq: 95 % Monte Carlo interval of the activity per cycle from the
+    ``n_draws`` posterior draws (:func:`activity_mc_interval` on the binding limit; None at the
+    upper search bound): how much the answer would move with another set of draws. More draws
+    narrow it (about 1/sqrt(n_draws)).
     """
 
     activity_gbq_per_cycle: float
@@ -129,6 +133,8 @@ class EscalationResult:
     prediction: TherapyPrediction | None = field(default=None, repr=False)
     fixed_prediction: TherapyPrediction | None = field(default=None, repr=False)
     limits: tuple = field(default=(), repr=False)
+    activity_mc_interval_gbq: tuple[float, float] | None = None
+    n_draws: int = 0
 
     def summary(self):
         """pandas table comparing the personalised and the fixed protocol."""
@@ -197,6 +203,54 @@ def _quantity(values, c):
     return values["bed_gy" if c["quantity"] == "bed" else "dose_gy"][:, values["regions"].index(c["region"])]
 
 
+def activity_mc_interval(values: np.ndarray, probability: float, activity_gbq: float,
+                         exponent: float = 1.0, level: float = 0.95) -> tuple[float, float]:
+    """Monte Carlo interval of a planned activity that makes ``values`` (per-draw dose or BED
+    of the binding limit at ``activity_gbq``) stay within their limit with ``probability``.
+
+    The planned activity puts the empirical ``probability`` quantile of the draws at the limit.
+    With N draws the true quantile lies, with confidence ``level``, between the order
+    statistics of ranks ``N p -/+ z sqrt(N p (1 - p))`` (normal approximation of the binomial
+    count below the quantile; the ranks are clamped to 1..N). The activity that would put
+    either of them at the limit follows from the quantity's local power law in the activity,
+    ``value ~ activity ** exponent`` (1 for an absorbed dose, > 1 for a BED with its quadratic
+    term). Returns (low, high) in GBq. With few draws (N (1 - p) of order 1) the low end is
+    clamped at the largest draw and understates the uncertainty.
+    """
+    from scipy.stats import norm
+
+    x = np.sort(np.asarray(values, dtype=float).reshape(-1))
+    n = x.size
+    if n < 2 or not 0 < probability < 1 or exponent <= 0:
+        raise TwinInputError("activity_mc_interval needs >= 2 draws, 0 < probability < 1 and exponent > 0.")
+    z = float(norm.ppf(0.5 + level / 2))
+    half = z * math.sqrt(n * probability * (1 - probability))
+    lo_rank = min(max(int(math.floor(n * probability - half)), 1), n)
+    hi_rank = min(max(int(math.ceil(n * probability + half)), 1), n)
+    q = float(np.quantile(x, probability))
+    lo_q, hi_q = x[lo_rank - 1], x[hi_rank - 1]
+    if not (q > 0 and lo_q > 0 and hi_q > 0):
+        return (float(activity_gbq), float(activity_gbq))
+    return (float(activity_gbq * (q / hi_q) ** (1 / exponent)), float(activity_gbq * (q / lo_q) ** (1 / exponent)))
+
+
+def _local_exponent(evaluations, c, probability: float, a_star: float) -> float:
+    """d log(quantile of the binding quantity) / d log(activity) between the evaluated activities
+    closest to ``a_star`` on either side (1 if there are none); clamped to [1, 3]."""
+    pts = {}
+    for a, vals in evaluations:
+        pts[a] = float(np.quantile(_quantity(vals, c), probability))
+    below = [a for a in pts if a < a_star * (1 - 1e-9)]
+    above = [a for a in pts if a > a_star * (1 + 1e-9)]
+    if not below or not above:
+        return 1.0
+    a1, a2 = max(below), min(above)
+    if pts[a1] <= 0 or pts[a2] <= 0:
+        return 1.0
+    g = math.log(pts[a2] / pts[a1]) / math.log(a2 / a1)
+    return float(min(max(g, 1.0), 3.0))
+
+
 def _feasible(values, limits, probability) -> tuple[bool, list[float]]:
     probs = [float(np.mean(_quantity(values, c) <= c["limit_gy"])) for c in limits]
     return all(p >= probability for p in probs), probs
@@ -206,7 +260,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
                  interval_weeks: float = 6.0, ligand_nmol: float | None = None,
                  molar_activity_mbq_per_nmol: float | None = None,
                  bounds_gbq: tuple[float, float] = (0.5, 30.0), rtol: float = 0.005,
-                 fixed_activity_gbq: float = 7.4, fixed_n_cycles: int = 6, n_draws: int = 200,
+                 fixed_activity_gbq: float = 7.4, fixed_n_cycles: int = 6, n_draws: int = 400,
                  key: int = 0, curve_points: int = 0, cycles: str = "independent",
                  progress: bool = False) -> EscalationResult:
     """The largest activity per cycle for ``n_cycles`` cycles such that every organ-at-risk
@@ -270,7 +324,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
             if all(abs(a / e[0] - 1) > 1e-9 for e in ev.evaluations):
                 ev.values(float(a))
     final = twin.predict(ev.schedule(a_star), n_draws=n_draws, key=key, cycles=cycles)
-    cons_rows, binding, best_margin = [], "", np.inf
+    cons_rows, binding, best_margin, binding_c = [], "", np.inf, None
     for c in lim:
         arr = final.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
         qv = float(np.quantile(arr, probability))
@@ -281,6 +335,13 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
         margin = c["limit_gy"] / qv if qv > 0 else np.inf
         if margin < best_margin:
             best_margin, binding = margin, f"{c['organ']} {c['quantity']} <= {c['limit_gy']:g} Gy"
+            binding_c = c
+    mc_interval = None
+    if not at_upper and binding_c is not None:
+        arr = final.draws("bed_gy" if binding_c["quantity"] == "bed" else "dose_gy", binding_c["region"])
+        if arr.size >= 2:
+            mc_interval = activity_mc_interval(arr, probability, a_star,
+                                               _local_exponent(ev.evaluations, binding_c, probability, a_star))
     import pandas as pd
 
     curve = _curve(ev, lim, probability)
@@ -309,7 +370,8 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
         probability=float(probability), binding=binding, at_upper_bound=at_upper,
         constraints=pd.DataFrame(cons_rows), curve=curve, fixed=pd.DataFrame(fixed_rows),
         fixed_activity_gbq=float(fixed_activity_gbq), fixed_n_cycles=int(fixed_n_cycles),
-        fixed_cycles_allowed=allowed, prediction=final, fixed_prediction=fixed, limits=tuple(lim))
+        fixed_cycles_allowed=allowed, prediction=final, fixed_prediction=fixed, limits=tuple(lim),
+        activity_mc_interval_gbq=mc_interval, n_draws=int(np.asarray(final.dose_gy).shape[0]))
 
 
 def _curve(ev: _Evaluator, lim, probability):

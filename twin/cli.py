@@ -44,6 +44,10 @@ def _print_summary(pred, esc, report_dir) -> None:
                   f"{esc.cumulative_activity_gbq:.1f} GBq ({esc.ligand}); binding limit: {esc.binding} "
                   f"with probability {esc.probability:g}"
                   + (" (upper search bound reached)" if esc.at_upper_bound else ""))
+            if esc.activity_mc_interval_gbq is not None:
+                lo, hi = esc.activity_mc_interval_gbq
+                print(f"Monte Carlo 95 % interval of the activity per cycle from {esc.n_draws} posterior draws: "
+                      f"{lo:.2f}-{hi:.2f} GBq (--draws narrows it)")
             print(f"Fixed protocol {esc.fixed_activity_gbq:g} GBq x {esc.fixed_n_cycles}: the limits allow "
                   f"{esc.fixed_cycles_allowed} of its cycles.")
             print(esc.summary().T.to_string())
@@ -148,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
-    common.add_argument("--draws", type=_positive_int, default=100,
-                        help="posterior draws simulated for the prediction (default 100)")
+    common.add_argument("--draws", type=_positive_int, default=400,
+                        help="posterior draws simulated for the prediction (default 400; the planned "
+                             "activity's Monte Carlo 95 %% interval is about +/-9 %% at 400, +/-25 %% at 100)")
     common.add_argument("--voxel-draws", type=_positive_int, default=16,
                         help="draws for the voxel dose quantile maps and DVH bands (default 16)")
     common.add_argument("--probability", type=_probability, default=0.95,

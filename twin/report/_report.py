@@ -290,6 +290,9 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
                 "n_cycles": escalation.n_cycles, "interval_weeks": escalation.interval_weeks,
                 "ligand": escalation.ligand, "probability": escalation.probability,
                 "binding": escalation.binding, "at_upper_bound": escalation.at_upper_bound,
+                "activity_mc_interval_gbq": (list(escalation.activity_mc_interval_gbq)
+                                             if escalation.activity_mc_interval_gbq is not None else None),
+                "n_draws": escalation.n_draws,
                 "constraints": _records(escalation.constraints),
                 "fixed_protocol": {"activity_gbq_per_cycle": escalation.fixed_activity_gbq,
                                    "n_cycles": escalation.fixed_n_cycles,
