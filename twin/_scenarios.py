@@ -324,7 +324,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
             if all(abs(a / e[0] - 1) > 1e-9 for e in ev.evaluations):
                 ev.values(float(a))
     final = twin.predict(ev.schedule(a_star), n_draws=n_draws, key=key, cycles=cycles)
-    cons_rows, binding, best_margin, binding_c = [], "", np.inf, None
+    cons_rows, binding, best_margin, binding_c, binding_arr = [], "", np.inf, None, None
     for c in lim:
         arr = final.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
         qv = float(np.quantile(arr, probability))
@@ -335,13 +335,11 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
         margin = c["limit_gy"] / qv if qv > 0 else np.inf
         if margin < best_margin:
             best_margin, binding = margin, f"{c['organ']} {c['quantity']} <= {c['limit_gy']:g} Gy"
-            binding_c = c
+            binding_c, binding_arr = c, arr
     mc_interval = None
-    if not at_upper and binding_c is not None:
-        arr = final.draws("bed_gy" if binding_c["quantity"] == "bed" else "dose_gy", binding_c["region"])
-        if arr.size >= 2:
-            mc_interval = activity_mc_interval(arr, probability, a_star,
-                                               _local_exponent(ev.evaluations, binding_c, probability, a_star))
+    if not at_upper and binding_c is not None and binding_arr.size >= 2:
+        mc_interval = activity_mc_interval(binding_arr, probability, a_star,
+                                           _local_exponent(ev.evaluations, binding_c, probability, a_star))
     import pandas as pd
 
     curve = _curve(ev, lim, probability)

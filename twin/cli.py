@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
     common.add_argument("--draws", type=_positive_int, default=400,
-                        help="posterior draws simulated for the prediction (default 400; the planned "
-                             "activity's Monte Carlo 95 %% interval is about +/-9 %% at 400, +/-25 %% at 100)")
+                        help="posterior draws simulated for the prediction (default 400; for the demo patient "
+                             "the planned activity's Monte Carlo 95 %% interval is about +/-9 %% at 400 draws "
+                             "and +/-25 %% at 100)")
     common.add_argument("--voxel-draws", type=_positive_int, default=16,
                         help="draws for the voxel dose quantile maps and DVH bands (default 16)")
     common.add_argument("--probability", type=_probability, default=0.95,
