@@ -35,12 +35,14 @@ from ._pbpk import (
     GraphRewrite,
     apply_limit_to_model,
     combine_parameters,
+    eliminate_transit,
     equilibrium_binding,
     instantaneous_transfer,
     lump_parallel,
     merge_exchange,
     parallel_groups,
     remove_process,
+    transit_candidates,
 )
 from ._pbpk_reduce import (
     AGENT_PARAMETERS,
@@ -91,6 +93,7 @@ __all__ = [
     "apply_limit_to_model",
     "combine_parameters",
     "design_model",
+    "eliminate_transit",
     "equilibrium_binding",
     "find_boundaries",
     "fisher_metric",
@@ -115,5 +118,6 @@ __all__ = [
     "refit",
     "relative_sigma",
     "remove_process",
+    "transit_candidates",
     "second_directional_derivative",
 ]

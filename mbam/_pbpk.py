@@ -19,6 +19,9 @@ Limits and their graph form:
 * tissues perfused in parallel whose time constants ``V/Q`` merge (a fold):
   :func:`lump_parallel` lumps them into one tissue with ``Q = sum Q_i``, ``V = sum V_i``
   (Nestorov et al. 1998); :func:`parallel_groups` lists the candidates.
+* a vascular space whose transit time ``V / Q`` goes to zero (``V -> 0`` at fixed Q and PS):
+  :func:`eliminate_transit` replaces it by its quasi-steady state, with the extraction
+  fraction ``E = PS / (Q + PS)`` as the new parameter; :func:`transit_candidates` lists them.
 
 :func:`apply_limit_to_model` maps a simple limit spec (or an :class:`mbam.LimitReport`) to these.
 """
@@ -37,12 +40,14 @@ __all__ = [
     "GraphRewrite",
     "apply_limit_to_model",
     "combine_parameters",
+    "eliminate_transit",
     "equilibrium_binding",
     "instantaneous_transfer",
     "lump_parallel",
     "merge_exchange",
     "parallel_groups",
     "remove_process",
+    "transit_candidates",
 ]
 
 
@@ -590,6 +595,207 @@ def lump_parallel(model: PBPKModel, compartments: Sequence[str], *, name: str = 
         new_parameters={q_new: q_expr, v_new: v_expr},
         values={q_new: q_val, v_new: v_val},
         notes=notes,
+    )
+
+
+# ----------------------------------------------------------------------------- transit limit
+def _transit_pattern(model: PBPKModel, name: str):
+    """``(inflows, out, ex, partner)`` if compartment ``name`` is a flow-through space with one
+    exchange (flows in, exactly one flow out with plain rate factors, exactly one exchange with
+    plain rate factors, nothing else touching it; not the dose compartment, its volume used
+    nowhere else), else ``None``."""
+    graph = model.graph
+    c = graph.compartment(name)
+    if (c.volume is None or not c.in_body or name == graph.dose_compartment
+            or sum(d.volume == c.volume for d in graph.compartments) != 1
+            or _uses(graph, c.volume)):
+        return None
+    touching = [p for p in graph.processes if name in (p.source, p.target)]
+    inflows = [p for p in touching if p.kind == "flow" and p.target == name]
+    outs = [p for p in touching if p.kind == "flow" and p.source == name]
+    exs = [p for p in touching if p.kind == "exchange"]
+    if len(outs) != 1 or len(exs) != 1 or not inflows or len(inflows) + 2 != len(touching):
+        return None
+    out, ex = outs[0], exs[0]
+    if out.target == name or any(p.source == name for p in inflows):
+        return None
+    if any(parse_factor(t)[0] != "mul" for t in (*out.rate, *ex.rate)):
+        return None
+    partner = ex.target if ex.source == name else ex.source
+    if partner == out.target:
+        return None
+    ps_names = [parse_factor(t)[1] for t in ex.rate]
+    if any(len(_uses(graph, n)) != 1 for n in ps_names):  # PS must leave the model with V
+        return None
+    return inflows, out, ex, partner
+
+
+def _transit_time_h(model: PBPKModel, name: str) -> float:
+    """``V / Q``: the time blood takes through the space (its exchange only shortens the time
+    to quasi-steady state; ``V / Q`` small also means the space holds little ligand)."""
+    _, out, _, _ = _transit_pattern(model, name)
+    return model.parameters[model.graph.compartment(name).volume] / _value(model, out.rate)
+
+
+def transit_candidates(model: PBPKModel, max_transit_h: float, max_volume_fraction: float = 0.01,
+                       exclude_regions: Sequence[str] = ()) -> tuple[tuple[str, float], ...]:
+    """Compartments :func:`eliminate_transit` can eliminate whose transit time ``V / Q``
+    (``Q`` the flow leaving it) is at most ``max_transit_h`` and whose volume is at most
+    ``max_volume_fraction`` of the smallest volume among the compartments its flows come from
+    and go to (the limit drops its content, so that content must be negligible where the
+    ligand otherwise is), with the transit time (h), fastest first. A space in fast exchange
+    with a large partner (``PS >> Q``) but slowly flushed is not one: its limit is the merge
+    (``PS -> infinity``); nor is a large vascular bed such as the gut's, whose blood is a
+    sizeable part of the circulating plasma.
+    ``exclude_regions``: regions left alone (a compartment that is its region's only one is
+    never a candidate: its region would no longer be reported)."""
+    if not isinstance(model, PBPKModel):
+        raise InvalidInputError(f"model must be a pbpk.PBPKModel, got {type(model).__name__}.")
+    if not (isinstance(max_transit_h, (int, float)) and max_transit_h > 0):
+        raise InvalidInputError(f"max_transit_h = {max_transit_h!r} must be a positive number of hours.")
+    if not (isinstance(max_volume_fraction, (int, float)) and max_volume_fraction > 0):
+        raise InvalidInputError(f"max_volume_fraction = {max_volume_fraction!r} must be a positive number.")
+    skip = set(exclude_regions)
+    out = []
+    for c in model.graph.compartments:
+        if c.region in skip or sum(d.region == c.region for d in model.graph.compartments) < 2:
+            continue
+        pat = _transit_pattern(model, c.name)
+        if pat is None:
+            continue
+        ends = [model.graph.compartment(n).volume for n in (*(f.source for f in pat[0]), pat[1].target)]
+        ends = [model.parameters[v] for v in ends if v is not None]
+        small = not ends or model.parameters[c.volume] <= max_volume_fraction * min(ends)
+        tau = _transit_time_h(model, c.name)
+        if tau <= max_transit_h and small:
+            out.append((c.name, tau))
+    return tuple(sorted(out, key=lambda x: x[1]))
+
+
+def _bypass_droppable(model: PBPKModel, name: str) -> bool:
+    """Whether the transit limit of ``name`` can also drop its bypass: one inflow at the same
+    rate as the outflow, from a compartment of the outflow target's region but not the target."""
+    pat = _transit_pattern(model, name)
+    if pat is None or len(pat[0]) != 1:
+        return False
+    (f,), out = pat[0], pat[1]
+    graph = model.graph
+    return (tuple(f.rate) == tuple(out.rate) and f.source != out.target
+            and graph.compartment(f.source).region == graph.compartment(out.target).region)
+
+
+def eliminate_transit(model: PBPKModel, name: str, *, extraction: str | None = None,
+                      bypass: bool = True, clearance: str | None = None
+                      ) -> tuple[PBPKModel, GraphRewrite]:
+    """Limit ``V -> 0`` of a flow-through space (its transit time -> 0): quasi-steady state.
+
+    ``name`` must receive flows (clearances ``a_i`` from compartments ``S_i``), leave by one
+    flow (clearance ``Q``, to ``T``) and exchange with one compartment ``X`` (``PS``), e.g. a
+    tumour's vascular space fed by arterial plasma, drained to venous plasma and exchanging
+    with the interstitium. As ``V -> 0`` its concentration follows
+    ``C = (sum a_i C_Si + PS C_X) / (Q + PS)`` at every instant, so each inflow splits into
+    ``S_i -> T`` at ``a_i (1 - E)`` and ``S_i -> X`` at ``a_i E``, and ``X`` drains to ``T`` at
+    ``Q E`` (= ``PS (1 - E)``), with the extraction fraction ``E = PS / (Q + PS)`` (parameter
+    ``extraction``, default ``"E_<region>"``). ``V`` and ``PS`` leave the model, ``E`` enters;
+    ligand is conserved (every new process moves ligand between existing compartments). The
+    limit drops the space's own content, about ``V C``: accurate when the transit time ``V / Q``
+    is short against the times observed (:func:`transit_candidates`).
+
+    ``bypass=False`` also drops the bypass ``S -> T`` at ``Q (1 - E)``, for a space with one
+    inflow at the flow ``Q`` from a compartment of the same region as ``T`` (e.g. arterial to
+    venous plasma: blood through a tumour that never meets its interstitium). ``S -> X`` and
+    ``X -> T`` then run at the clearance ``CL = Q PS / (Q + PS)`` (parameter ``clearance``,
+    default ``"CL_<region>"``), and ``Q`` leaves the model with ``V`` and ``PS``.
+    """
+    graph = model.graph
+    comp = graph.compartment(name)
+    pat = _transit_pattern(model, name)
+    if pat is None:
+        raise GraphError(
+            f"{name!r} is not a flow-through space with one exchange: eliminate_transit needs flows "
+            "in, exactly one flow out and exactly one exchange (plain rate factors, the PS used "
+            "nowhere else), no other process, and a volume of its own; "
+            "mbam.transit_candidates(model, max_transit_h) lists the compartments that qualify."
+        )
+    inflows, out, ex, partner = pat
+    q_val, ps_val = _value(model, out.rate), _value(model, ex.rate)
+    e_val = ps_val / (q_val + ps_val)
+    tau = model.parameters[comp.volume] / q_val
+    q_expr, ps_expr = _expr(out.rate), _expr(ex.rate)
+    if not bypass:
+        return _eliminate_transit_and_bypass(model, name, pat, clearance, q_val, ps_val, tau,
+                                             q_expr, ps_expr)
+    e_name = _fresh_name(model, extraction or f"E_{comp.region}", "extraction parameter")
+    procs, placed = [], False
+    for p in graph.processes:
+        if name not in (p.source, p.target):
+            procs.append(p)
+            continue
+        if placed:
+            continue
+        placed = True
+        for f in inflows:
+            if f.source != out.target:  # S -> T with S = T moves nothing
+                procs.append(Process("flow", f.source, out.target, (*f.rate, f"1-{e_name}"), label=f.label))
+            procs.append(Process("flow", f.source, partner, (*f.rate, e_name), label=f.label))
+        procs.append(Process("flow", partner, out.target, (*out.rate, e_name), label=out.label))
+    comps = tuple(c for c in graph.compartments if c.name != name)
+    new_graph = dataclasses.replace(graph, compartments=comps, processes=tuple(procs))
+    reduced = _new_model(model, new_graph, {e_name: e_val},
+                         f"mbam transit limit: {e_name} = {ps_expr} / ({q_expr} + {ps_expr})")
+    return reduced, GraphRewrite(
+        kind="eliminate_transit",
+        description=(f"transit time of {name!r} ({comp.volume} / {q_expr} = "
+                     f"{tau * 3600.0:.3g} s) -> 0: quasi-steady state, flows into it split "
+                     f"between {out.target!r} and {partner!r} by the extraction fraction "
+                     f"{e_name} = {ps_expr} / ({q_expr} + {ps_expr}) = {e_val:.3g}"),
+        parameter_map=_map_removed(model, reduced, {parse_factor(t)[1]: e_name for t in ex.rate}),
+        new_parameters={e_name: f"({ps_expr}) / ({q_expr} + {ps_expr})"},
+        values={e_name: e_val},
+        notes=(f"exact as the transit time {tau * 3600.0:.3g} s -> 0; the error is of the order "
+               "of the transit time over the time scales observed.",),
+    )
+
+
+def _eliminate_transit_and_bypass(model, name, pat, clearance, q_val, ps_val, tau, q_expr, ps_expr):
+    graph = model.graph
+    comp = graph.compartment(name)
+    if not _bypass_droppable(model, name):
+        raise GraphError(
+            f"the bypass of {name!r} cannot be dropped: that needs one inflow at the same flow as "
+            "its outflow, from a compartment of the outflow target's region (e.g. arterial to "
+            "venous plasma); use bypass=True."
+        )
+    (f,), out, ex, partner = pat
+    cl_name = _fresh_name(model, clearance or f"CL_{comp.region}", "clearance parameter")
+    cl_val = q_val * ps_val / (q_val + ps_val)
+    procs, placed = [], False
+    for p in graph.processes:
+        if name not in (p.source, p.target):
+            procs.append(p)
+            continue
+        if not placed:
+            placed = True
+            procs.append(Process("flow", f.source, partner, (cl_name,), label=f.label))
+            procs.append(Process("flow", partner, out.target, (cl_name,), label=out.label))
+    comps = tuple(c for c in graph.compartments if c.name != name)
+    new_graph = dataclasses.replace(graph, compartments=comps, processes=tuple(procs))
+    definition = f"({q_expr}*{ps_expr}) / ({q_expr} + {ps_expr})"
+    reduced = _new_model(model, new_graph, {cl_name: cl_val}, f"mbam transit limit: {cl_name} = {definition}")
+    replace = {parse_factor(t)[1]: cl_name for t in (*ex.rate, *out.rate)}
+    return reduced, GraphRewrite(
+        kind="eliminate_transit",
+        description=(f"transit time of {name!r} ({comp.volume} / {q_expr} = {tau * 3600.0:.3g} s) "
+                     f"-> 0 and its bypass {f.source} -> {out.target} dropped: {f.source!r} "
+                     f"feeds {partner!r}, which drains to {out.target!r}, both at the clearance "
+                     f"{cl_name} = {q_expr}*{ps_expr} / ({q_expr} + {ps_expr}) = {cl_val:.3g}"),
+        parameter_map=_map_removed(model, reduced, replace),
+        new_parameters={cl_name: definition},
+        values={cl_name: cl_val},
+        notes=(f"exact as the transit time {tau * 3600.0:.3g} s -> 0, except for the bypass: "
+               f"{q_val - cl_val:.3g} of the flow {q_val:.3g} went from {f.source!r} to "
+               f"{out.target!r} through the space without meeting {partner!r}; both are region "
+               f"{graph.compartment(out.target).region!r}.",),
     )
 
 

@@ -15,7 +15,9 @@
 4. the limits evaluated on the graph (process removal, compartment merging, instantaneous
    transfer, receptor removal) plus removal of compartments no ligand can reach;
 5. a refit of the reduced model to the full model's predictions when the limit alone costs
-   fit, and the chi-square test (and, with a ``prior``, a population check of the TIA).
+   fit, and the chi-square test (and, with a ``prior``, a population check of the TIA);
+6. when no limit of 2-4 passes, the transit limit ``V -> 0`` of fast flow-through spaces
+   (:func:`mbam.eliminate_transit`) under the same tests, before the loop stops.
 
 Accepted steps record the limit, the parameter count, the fit and the map from old to new
 parameters; :meth:`PBPKReduction.map_parameters` sends full-model parameter values (e.g. prior
@@ -48,11 +50,14 @@ from ._limits import KIND_LIMIT, find_boundaries
 from ._model import MBAMError, Model
 from ._pbpk import (
     GraphRewrite,
+    _bypass_droppable,
     _time_constant,
     apply_limit_to_model,
+    eliminate_transit,
     lump_parallel,
     parallel_groups,
     remove_process,
+    transit_candidates,
 )
 
 __all__ = [
@@ -252,12 +257,33 @@ def _parse_monomial(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(factors)
 
 
-def _parse_definition(expr: str) -> tuple[tuple[float, tuple[tuple[str, int], ...]], ...]:
-    """Sum of monomials, e.g. 'V_a + V_b' or 'V + R*kon/koff'."""
+_RATIO = re.compile(r"^\((?P<num>[^()]+)\) / \((?P<den>[^()]+)\)$")
+
+
+def _parse_definition(expr: str):
+    """Sum of monomials, e.g. 'V_a + V_b' or 'V + R*kon/koff', or a ratio of two sums written
+    '(PS) / (Q + PS)', returned as ``("/", numerator terms, denominator terms)``."""
+    m = _RATIO.match(expr.strip())
+    if m:
+        return ("/", _parse_definition(m.group("num")), _parse_definition(m.group("den")))
     return tuple((1.0, _parse_monomial(t)) for t in expr.split(" + "))
 
 
+def _terms_to_json(terms):
+    if terms and terms[0] == "/":
+        return {"num": _terms_to_json(terms[1]), "den": _terms_to_json(terms[2])}
+    return [[c, [list(f) for f in mono]] for c, mono in terms]
+
+
+def _terms_from_json(data):
+    if isinstance(data, Mapping):
+        return ("/", _terms_from_json(data["num"]), _terms_from_json(data["den"]))
+    return tuple((float(c), tuple((str(a), int(e)) for a, e in mono)) for c, mono in data)
+
+
 def _evaluate(terms, values: Mapping[str, np.ndarray]):
+    if terms and terms[0] == "/":
+        return _evaluate(terms[1], values) / _evaluate(terms[2], values)
     total = 0.0
     for coef, mono in terms:
         v = coef
@@ -273,10 +299,11 @@ class PBPKReductionStep:
     """One reduction step (accepted, or the last rejected one).
 
     ``limits``: the limits evaluated, ``({"name", "direction", "how"}, ...)`` with ``how`` =
-    ``"axis"`` or ``"geodesic"``; ``geodesic``: the geodesic's :class:`mbam.LimitReport` as a
-    dict (or ``None``); ``rewrites``: the graph rewrites applied, in order (their
-    ``parameter_map`` says which old parameter became which new one); ``definitions``: each new
-    parameter as a sum of monomials of the previous step's parameters; ``scale``: refit factors
+    ``"axis"``, ``"geodesic"``, ``"lump"`` or ``"transit"``; ``geodesic``: the geodesic's
+    :class:`mbam.LimitReport` as a dict (or ``None``); ``rewrites``: the graph rewrites
+    applied, in order (their ``parameter_map`` says which old parameter became which new one);
+    ``definitions``: each new parameter as a sum of monomials of the previous step's
+    parameters, or a ratio of two such sums; ``scale``: refit factors
     (new value / value given by the definitions); ``chi2``: weighted sum of squares against the
     full model after the refit, ``chi2_unrefitted`` before it; ``population_max_rel_err``: the
     largest TIA relative error over the prior draws checked (``None`` without a prior).
@@ -331,8 +358,7 @@ class PBPKReductionStep:
                           "parameter_map": dict(r.parameter_map),
                           "new_parameters": dict(r.new_parameters),
                           "values": dict(r.values), "notes": list(r.notes)} for r in self.rewrites],
-            "definitions": [[n, [[c, [list(f) for f in mono]] for c, mono in terms]]
-                            for n, terms in self.definitions],
+            "definitions": [[n, _terms_to_json(terms)] for n, terms in self.definitions],
             "scale": dict(self.scale),
             "parameter_map": self.parameter_map,
             "n_params": self.n_params,
@@ -354,8 +380,7 @@ class PBPKReductionStep:
             rewrites=tuple(GraphRewrite(r["kind"], r["description"], dict(r["parameter_map"]),
                                         dict(r.get("new_parameters", {})), dict(r.get("values", {})),
                                         tuple(r.get("notes", ()))) for r in d["rewrites"]),
-            definitions=tuple((str(n), tuple((float(c), tuple((str(a), int(e)) for a, e in mono))
-                                             for c, mono in terms)) for n, terms in d["definitions"]),
+            definitions=tuple((str(n), _terms_from_json(terms)) for n, terms in d["definitions"]),
             scale={str(k): float(v) for k, v in d["scale"].items()},
             n_params=int(d["n_params"]), n_patient_params=int(d["n_patient_params"]),
             n_states=int(d["n_states"]), chi2=float(d["chi2"]),
@@ -586,6 +611,17 @@ def _mappable(model: PBPKModel, spec, keep_regions=()) -> bool:
 
 
 # ============================================================================ the loop
+def _transit_free(model: PBPKModel, comp: str, fixed: Sequence[str], allowed) -> bool:
+    """Whether the transit limit of ``comp`` moves only parameters the caller lets move (its
+    volume and its exchange's PS)."""
+    moved = {model.graph.compartment(comp).volume}
+    moved |= {parse_factor(t)[1] for p in model.graph.processes
+              if p.kind == "exchange" and comp in (p.source, p.target) for t in p.rate}
+    if moved & set(fixed):
+        return False
+    return allowed is None or (moved - _volumes(model)) <= allowed
+
+
 def _split_by_time_constant(model: PBPKModel, group: Sequence[str]) -> tuple[tuple[str, ...], ...]:
     """``group`` (sorted by time constant V/Q) cut at the largest gap of log V/Q into a fast
     and a slow part; parts of one member stay unlumped. Groups under four members stay whole."""
@@ -725,6 +761,8 @@ def reduce_pbpk(
     simulate_options: Mapping | None = None,
     geodesic_options: Mapping | None = None,
     lump: bool = True,
+    transit: bool = True,
+    transit_fraction: float = 0.01,
     progress: bool = False,
     callback=None,
 ) -> PBPKReduction:
@@ -761,6 +799,17 @@ def reduce_pbpk(
         (:func:`mbam.lump_parallel`: the limit in which their time constants merge), then the
         groups cut at the largest gap of their time constants; a lumping is kept under the
         same chi-square and population tests as any limit, and costs no boundary search.
+    transit: when a step finds no limit that passes (or none at all), before stopping, try
+        the limit ``V -> 0`` of the flow-through spaces with one exchange whose transit time
+        ``V / Q`` is at most ``transit_fraction`` times the design's first observation time and
+        whose volume is at most ``transit_fraction`` of its neighbours'
+        (:func:`mbam.transit_candidates`; e.g. a tumour's vascular space: about 4 s and 0.1 %
+        of the arterial plasma volume), all together (:func:`mbam.eliminate_transit`:
+        quasi-steady state), first with their bypasses dropped where that is defined (arterial
+        to venous plasma: ``V``, ``Q`` and ``PS`` become one clearance), then kept (``V`` and
+        ``PS`` become the extraction fraction), under the same tests as a lumping; when they
+        pass, the loop goes on. Skipped for a space whose PS
+        or volume is in ``fixed``, or whose PS is not in ``parameters`` when that is given.
     progress: a progress bar over steps; ``callback(step)`` is called after every step.
     """
     t_start = time.perf_counter()
@@ -775,6 +824,8 @@ def reduce_pbpk(
         raise InvalidInputError(f"chi2_tol = {chi2_tol!r} must be > 0.")
     if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
         raise InvalidInputError(f"max_iter = {max_iter!r} must be an integer >= 0.")
+    if not (isinstance(transit_fraction, (int, float)) and 0 < transit_fraction < 1):
+        raise InvalidInputError(f"transit_fraction = {transit_fraction!r} must lie in (0, 1).")
     if refit not in ("auto", "always", "never"):
         raise InvalidInputError(f"refit = {refit!r}; use 'auto', 'always' or 'never'.")
     unknown = [n for n in (*fixed, *(parameters or ())) if n not in model.parameters]
@@ -863,9 +914,48 @@ def reduce_pbpk(
                  it, how, c2, c2u, pop_err, "accepted" if ok else "rejected")
         return step, new, draws_new
 
+    def try_transit(it, t_it):
+        """The transit limits of the current model as one step; True when accepted."""
+        nonlocal cur, pop, transit_rejected
+        if not transit:
+            return False
+        names = free(cur)
+        cands = tuple(c for c, _ in transit_candidates(cur, max_transit_h, transit_fraction)
+                      if _transit_free(cur, c, fixed, allowed))
+        if not cands or cands == transit_rejected:
+            return False
+
+        def apply(m, drop):
+            recs = []
+            for c in cands:
+                m, rec = eliminate_transit(m, c, bypass=not (drop and _bypass_droppable(m, c)))
+                recs.append(rec)
+            return m, tuple(recs)
+
+        limits = tuple({"name": cur.graph.compartment(c).volume, "direction": "0", "how": "transit"}
+                       for c in cands)
+        tries = (True, False) if any(_bypass_droppable(cur, c) for c in cands) else (False,)
+        for drop in tries:  # dropping the bypasses too removes their flows as well
+            step, new, draws_new = evaluate(it, t_it, "transit", lambda m, d=drop: apply(m, d), names,
+                                            _log_x(cur, names), limits, None)
+            if step.accepted:
+                break
+        if not step.accepted:
+            transit_rejected = cands
+            return False
+        if pop is not None:
+            pop = {**pop, "draws": draws_new}
+        cur = new
+        history.append(step)
+        if callback is not None:
+            callback(step)
+        return True
+
     cur = full
     history: list[PBPKReductionStep] = []
     lump_rejected: tuple = ()
+    transit_rejected: tuple = ()
+    max_transit_h = float(transit_fraction) * min(design.times_h)
     stop = "max_iter"
     iters = range(int(max_iter))
     if progress:
@@ -996,6 +1086,8 @@ def reduce_pbpk(
         if geo is not None:
             attempts.append(("geodesic", geo[0], geo[1]))
         if not attempts:
+            if try_transit(it, t_it):
+                continue
             stop = "no_boundary"
             break
 
@@ -1020,6 +1112,8 @@ def reduce_pbpk(
         if step is None:  # pragma: no cover - every attempt was checked to be mappable
             stop = "no_boundary"
             break
+        if not step.accepted and try_transit(it, t_it):
+            continue  # the rejected limits are tried again on the model without the transits
         history.append(step)
         if callback is not None:
             callback(step)

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="largest relative TIA error over those draws (default 0.01)")
     p.add_argument("--no-lump", action="store_true",
                    help="never lump tissues perfused in parallel (default: try it at each step)")
+    p.add_argument("--no-transit", action="store_true",
+                   help="never eliminate fast flow-through spaces such as tumour blood (V -> 0; "
+                        "default: try it when a step finds no other limit)")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=run)
 
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         result = mbam.reduce_pbpk(model, design, prior, chi2_tol=args.chi2_tol,
                                   max_iter=args.max_iter, population_draws=max(1, args.population_draws),
                                   population_tol=args.population_tol, lump=not args.no_lump,
-                                  callback=report)
+                                  transit=not args.no_transit, callback=report)
     except pbpk.PBPKError as exc:
         return _fail(str(exc))
     result.save(out)

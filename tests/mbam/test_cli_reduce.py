@@ -46,7 +46,7 @@ def test_writes_a_loadable_reduction(tmp_path, capsys):
     design.write_text(mbam.ReductionDesign(spect_times_h=(24.0, 168.0)).to_json())
     out = tmp_path / "reduced.json"
     code = run(["reduce", "--agent", "PSMA-617", "--design", str(design), "--out", str(out),
-                "--max-iter", "0", "--population-draws", "0", "--no-lump"])
+                "--max-iter", "0", "--population-draws", "0", "--no-lump", "--no-transit"])
     assert code == 0
     captured = capsys.readouterr()
     assert "wrote" in captured.out and "reducing" in captured.err
