@@ -672,6 +672,15 @@ def transit_candidates(model: PBPKModel, max_transit_h: float, max_volume_fracti
     return tuple(sorted(out, key=lambda x: x[1]))
 
 
+def _unused_name(model: PBPKModel, base: str) -> str:
+    """``base``, ``base_2``, ... : the first that is neither a parameter nor a compartment."""
+    name, k = base, 1
+    while name in model.parameters or name in model.graph.compartment_names:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
 def _bypass_droppable(model: PBPKModel, name: str) -> bool:
     """Whether the transit limit of ``name`` can also drop its bypass: one inflow at the same
     rate as the outflow, from a compartment of the outflow target's region but not the target."""
@@ -696,7 +705,8 @@ def eliminate_transit(model: PBPKModel, name: str, *, extraction: str | None = N
     ``C = (sum a_i C_Si + PS C_X) / (Q + PS)`` at every instant, so each inflow splits into
     ``S_i -> T`` at ``a_i (1 - E)`` and ``S_i -> X`` at ``a_i E``, and ``X`` drains to ``T`` at
     ``Q E`` (= ``PS (1 - E)``), with the extraction fraction ``E = PS / (Q + PS)`` (parameter
-    ``extraction``, default ``"E_<region>"``). ``V`` and ``PS`` leave the model, ``E`` enters;
+    ``extraction``, default ``"E_<region>"``, numbered if taken). ``V`` and ``PS`` leave the
+    model, ``E`` enters;
     ligand is conserved (every new process moves ligand between existing compartments). The
     limit drops the space's own content, about ``V C``: accurate when the transit time ``V / Q``
     is short against the times observed (:func:`transit_candidates`).
@@ -705,7 +715,8 @@ def eliminate_transit(model: PBPKModel, name: str, *, extraction: str | None = N
     inflow at the flow ``Q`` from a compartment of the same region as ``T`` (e.g. arterial to
     venous plasma: blood through a tumour that never meets its interstitium). ``S -> X`` and
     ``X -> T`` then run at the clearance ``CL = Q PS / (Q + PS)`` (parameter ``clearance``,
-    default ``"CL_<region>"``), and ``Q`` leaves the model with ``V`` and ``PS``.
+    default ``"CL_<region>"``, numbered if taken), and ``Q`` leaves the model with ``V`` and
+    ``PS``.
     """
     graph = model.graph
     comp = graph.compartment(name)
@@ -725,7 +736,8 @@ def eliminate_transit(model: PBPKModel, name: str, *, extraction: str | None = N
     if not bypass:
         return _eliminate_transit_and_bypass(model, name, pat, clearance, q_val, ps_val, tau,
                                              q_expr, ps_expr)
-    e_name = _fresh_name(model, extraction or f"E_{comp.region}", "extraction parameter")
+    e_name = (_fresh_name(model, extraction, "extraction parameter") if extraction
+              else _unused_name(model, f"E_{comp.region}"))
     procs, placed = [], False
     for p in graph.processes:
         if name not in (p.source, p.target):
@@ -767,7 +779,8 @@ def _eliminate_transit_and_bypass(model, name, pat, clearance, q_val, ps_val, ta
             "venous plasma); use bypass=True."
         )
     (f,), out, ex, partner = pat
-    cl_name = _fresh_name(model, clearance or f"CL_{comp.region}", "clearance parameter")
+    cl_name = (_fresh_name(model, clearance, "clearance parameter") if clearance
+               else _unused_name(model, f"CL_{comp.region}"))
     cl_val = q_val * ps_val / (q_val + ps_val)
     procs, placed = [], False
     for p in graph.processes:

@@ -213,3 +213,15 @@ def test_dropping_the_bypass_leaves_one_clearance_and_the_analytic_system():
     # a space fed from and drained to the same compartment has no bypass to drop
     with pytest.raises(pbpk.GraphError, match="bypass"):
         mbam.eliminate_transit(organ_model(), "organ.vascular", bypass=False)
+
+
+def test_a_taken_default_name_is_numbered_and_a_taken_given_name_refused():
+    model = organ_model()
+    P = dict(model.parameters)
+    P.pop("lambda_phys_per_h", None)
+    taken = PBPKModel(model.graph, "Lu-177", {**P, "E_organ": 0.5})
+    reduced, rec = mbam.eliminate_transit(taken, "organ.vascular")
+    assert list(rec.new_parameters) == ["E_organ_2"]
+    assert reduced.parameters["E_organ_2"] == pytest.approx(PS / (Q + PS), rel=1e-14)
+    with pytest.raises(pbpk.GraphError, match="already used"):
+        mbam.eliminate_transit(taken, "organ.vascular", extraction="E_organ")
