@@ -745,7 +745,7 @@ def reduce_pbpk(
     prior=None,
     *,
     chi2_tol: float = 1.0,
-    max_iter: int = 4,
+    max_iter: int = 7,
     fixed: Sequence[str] = (),
     parameters: Sequence[str] | None = None,
     axis_tol: float = 1.0,
@@ -778,7 +778,9 @@ def reduce_pbpk(
         ``population_draws`` draws mapped to the reduced parameters. The metric itself is the
         likelihood metric (a prior would hide the boundaries).
     chi2_tol: largest accepted weighted sum of squares against the full model's predictions.
-    max_iter: most reduction steps (0 returns the full model unchanged).
+    max_iter: most reduction steps (0 returns the full model unchanged); the loop also stops
+        when a step finds no limit that passes (the PSMA-617 model for the default design
+        stops after 6 steps).
     fixed: parameters never moved (besides volumes, ``1-x`` factors and ligand constants);
         ``parameters``: if given, only these are moved.
     axis_tol: Fisher column norm (chi-square change per log unit, square-rooted) below which a
