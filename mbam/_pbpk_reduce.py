@@ -916,9 +916,18 @@ def reduce_pbpk(
                  it, how, c2, c2u, pop_err, "accepted" if ok else "rejected")
         return step, new, draws_new
 
+    def accept(step, new, draws_new):
+        nonlocal cur, pop
+        if pop is not None:
+            pop = {**pop, "draws": draws_new}
+        cur = new
+        history.append(step)
+        if callback is not None:
+            callback(step)
+
     def try_transit(it, t_it):
         """The transit limits of the current model as one step; True when accepted."""
-        nonlocal cur, pop, transit_rejected
+        nonlocal transit_rejected
         if not transit:
             return False
         names = free(cur)
@@ -950,12 +959,7 @@ def reduce_pbpk(
         if step is None or not step.accepted:
             transit_rejected = cands
             return False
-        if pop is not None:
-            pop = {**pop, "draws": draws_new}
-        cur = new
-        history.append(step)
-        if callback is not None:
-            callback(step)
+        accept(step, new, draws_new)
         return True
 
     cur = full
@@ -991,12 +995,7 @@ def reduce_pbpk(
                                 "direction": "lumped", "how": "lump"} for g in parts)
                 step, new, draws_new = evaluate(it, t_it, how, apply, names, x, limits, None)
                 if step.accepted:
-                    if pop is not None:
-                        pop = {**pop, "draws": draws_new}
-                    cur = new
-                    history.append(step)
-                    if callback is not None:
-                        callback(step)
+                    accept(step, new, draws_new)
                     done = True
                     break
             if done:
@@ -1098,7 +1097,7 @@ def reduce_pbpk(
             stop = "no_boundary"
             break
 
-        step = None
+        step = passed = None
         for how, spec, x_start in attempts:
             try:
                 step, new, draws_new = evaluate(
@@ -1112,19 +1111,19 @@ def reduce_pbpk(
                 log.info("limit %s not evaluated: %s", spec, exc)
                 continue
             if step.accepted:
-                if pop is not None:
-                    pop = {**pop, "draws": draws_new}
-                cur = new
+                passed = (step, new, draws_new)
                 break
         if step is None:  # pragma: no cover - every attempt was checked to be mappable
             stop = "no_boundary"
             break
-        if not step.accepted and try_transit(it, t_it):
+        if passed is not None:
+            accept(*passed)
+            continue
+        if try_transit(it, t_it):
             continue  # the rejected limits are tried again on the model without the transits
-        history.append(step)
+        history.append(step)  # the last rejected step ends the history
         if callback is not None:
             callback(step)
-        if not step.accepted:
-            stop = "chi2_tolerance"
-            break
+        stop = "chi2_tolerance"
+        break
     return PBPKReduction(full, cur, design, tuple(history), stop, time.perf_counter() - t_start)
