@@ -630,11 +630,18 @@ def _transit_pattern(model: PBPKModel, name: str):
     return inflows, out, ex, partner
 
 
-def _transit_time_h(model: PBPKModel, name: str) -> float:
-    """``V / Q``: the time blood takes through the space (its exchange only shortens the time
-    to quasi-steady state; ``V / Q`` small also means the space holds little ligand)."""
-    _, out, _, _ = _transit_pattern(model, name)
-    return model.parameters[model.graph.compartment(name).volume] / _value(model, out.rate)
+def _without_space(graph, name: str, replacement: Sequence[Process]):
+    """``graph`` without compartment ``name``: its processes are replaced by ``replacement``,
+    placed where its first process stood."""
+    procs, placed = [], False
+    for p in graph.processes:
+        if name not in (p.source, p.target):
+            procs.append(p)
+        elif not placed:
+            procs.extend(replacement)
+            placed = True
+    comps = tuple(c for c in graph.compartments if c.name != name)
+    return dataclasses.replace(graph, compartments=comps, processes=tuple(procs))
 
 
 def transit_candidates(model: PBPKModel, max_transit_h: float, max_volume_fraction: float = 0.01,
@@ -666,7 +673,9 @@ def transit_candidates(model: PBPKModel, max_transit_h: float, max_volume_fracti
         ends = [model.graph.compartment(n).volume for n in (*(f.source for f in pat[0]), pat[1].target)]
         ends = [model.parameters[v] for v in ends if v is not None]
         small = not ends or model.parameters[c.volume] <= max_volume_fraction * min(ends)
-        tau = _transit_time_h(model, c.name)
+        # V / Q: the time blood takes through the space (its exchange only shortens the time to
+        # quasi-steady state; V / Q small also means the space holds little ligand)
+        tau = model.parameters[c.volume] / _value(model, pat[1].rate)
         if tau <= max_transit_h and small:
             out.append((c.name, tau))
     return tuple(sorted(out, key=lambda x: x[1]))
@@ -738,21 +747,13 @@ def eliminate_transit(model: PBPKModel, name: str, *, extraction: str | None = N
                                              q_expr, ps_expr)
     e_name = (_fresh_name(model, extraction, "extraction parameter") if extraction
               else _unused_name(model, f"E_{comp.region}"))
-    procs, placed = [], False
-    for p in graph.processes:
-        if name not in (p.source, p.target):
-            procs.append(p)
-            continue
-        if placed:
-            continue
-        placed = True
-        for f in inflows:
-            if f.source != out.target:  # S -> T with S = T moves nothing
-                procs.append(Process("flow", f.source, out.target, (*f.rate, f"1-{e_name}"), label=f.label))
-            procs.append(Process("flow", f.source, partner, (*f.rate, e_name), label=f.label))
-        procs.append(Process("flow", partner, out.target, (*out.rate, e_name), label=out.label))
-    comps = tuple(c for c in graph.compartments if c.name != name)
-    new_graph = dataclasses.replace(graph, compartments=comps, processes=tuple(procs))
+    procs = []
+    for f in inflows:
+        if f.source != out.target:  # S -> T with S = T moves nothing
+            procs.append(Process("flow", f.source, out.target, (*f.rate, f"1-{e_name}"), label=f.label))
+        procs.append(Process("flow", f.source, partner, (*f.rate, e_name), label=f.label))
+    procs.append(Process("flow", partner, out.target, (*out.rate, e_name), label=out.label))
+    new_graph = _without_space(graph, name, procs)
     reduced = _new_model(model, new_graph, {e_name: e_val},
                          f"mbam transit limit: {e_name} = {ps_expr} / ({q_expr} + {ps_expr})")
     return reduced, GraphRewrite(
@@ -782,17 +783,10 @@ def _eliminate_transit_and_bypass(model, name, pat, clearance, q_val, ps_val, ta
     cl_name = (_fresh_name(model, clearance, "clearance parameter") if clearance
                else _unused_name(model, f"CL_{comp.region}"))
     cl_val = q_val * ps_val / (q_val + ps_val)
-    procs, placed = [], False
-    for p in graph.processes:
-        if name not in (p.source, p.target):
-            procs.append(p)
-            continue
-        if not placed:
-            placed = True
-            procs.append(Process("flow", f.source, partner, (cl_name,), label=f.label))
-            procs.append(Process("flow", partner, out.target, (cl_name,), label=out.label))
-    comps = tuple(c for c in graph.compartments if c.name != name)
-    new_graph = dataclasses.replace(graph, compartments=comps, processes=tuple(procs))
+    new_graph = _without_space(graph, name, (
+        Process("flow", f.source, partner, (cl_name,), label=f.label),
+        Process("flow", partner, out.target, (cl_name,), label=out.label),
+    ))
     definition = f"({q_expr}*{ps_expr}) / ({q_expr} + {ps_expr})"
     reduced = _new_model(model, new_graph, {cl_name: cl_val}, f"mbam transit limit: {cl_name} = {definition}")
     replace = {parse_factor(t)[1]: cl_name for t in (*ex.rate, *out.rate)}
@@ -801,12 +795,12 @@ def _eliminate_transit_and_bypass(model, name, pat, clearance, q_val, ps_val, ta
         description=(f"transit time of {name!r} ({comp.volume} / {q_expr} = {tau * 3600.0:.3g} s) "
                      f"-> 0 and its bypass {f.source} -> {out.target} dropped: {f.source!r} "
                      f"feeds {partner!r}, which drains to {out.target!r}, both at the clearance "
-                     f"{cl_name} = {q_expr}*{ps_expr} / ({q_expr} + {ps_expr}) = {cl_val:.3g}"),
+                     f"{cl_name} = {q_expr}*{ps_expr} / ({q_expr} + {ps_expr}) = {cl_val:.3g} L/h"),
         parameter_map=_map_removed(model, reduced, replace),
         new_parameters={cl_name: definition},
         values={cl_name: cl_val},
         notes=(f"exact as the transit time {tau * 3600.0:.3g} s -> 0, except for the bypass: "
-               f"{q_val - cl_val:.3g} of the flow {q_val:.3g} went from {f.source!r} to "
+               f"{q_val - cl_val:.3g} of the flow {q_val:.3g} L/h went from {f.source!r} to "
                f"{out.target!r} through the space without meeting {partner!r}; both are region "
                f"{graph.compartment(out.target).region!r}.",),
     )

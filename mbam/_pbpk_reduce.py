@@ -52,6 +52,7 @@ from ._pbpk import (
     GraphRewrite,
     _bypass_droppable,
     _time_constant,
+    _transit_pattern,
     apply_limit_to_model,
     eliminate_transit,
     lump_parallel,
@@ -614,9 +615,8 @@ def _mappable(model: PBPKModel, spec, keep_regions=()) -> bool:
 def _transit_free(model: PBPKModel, comp: str, fixed: Sequence[str], allowed) -> bool:
     """Whether the transit limit of ``comp`` moves only parameters the caller lets move (its
     volume and its exchange's PS)."""
-    moved = {model.graph.compartment(comp).volume}
-    moved |= {parse_factor(t)[1] for p in model.graph.processes
-              if p.kind == "exchange" and comp in (p.source, p.target) for t in p.rate}
+    exchange = _transit_pattern(model, comp)[2]
+    moved = {model.graph.compartment(comp).volume} | {parse_factor(t)[1] for t in exchange.rate}
     if moved & set(fixed):
         return False
     return allowed is None or (moved - _volumes(model)) <= allowed
@@ -810,8 +810,8 @@ def reduce_pbpk(
         quasi-steady state), first with their bypasses dropped where that is defined (arterial
         to venous plasma: ``V``, ``Q`` and ``PS`` become one clearance), then kept (``V`` and
         ``PS`` become the extraction fraction), under the same tests as a lumping; when they
-        pass, the loop goes on. Skipped for a space whose PS
-        or volume is in ``fixed``, or whose PS is not in ``parameters`` when that is given.
+        pass, the loop goes on. Skipped for a space whose PS or volume is in ``fixed``, or
+        whose PS is not in ``parameters`` when that is given.
     progress: a progress bar over steps; ``callback(step)`` is called after every step.
     """
     t_start = time.perf_counter()
