@@ -66,6 +66,7 @@ __all__ = [
     "DesignError",
     "PBPKReduction",
     "PBPKReductionStep",
+    "PopulationCheck",
     "ReductionDesign",
     "design_model",
     "load_reduced",
@@ -394,6 +395,37 @@ class PBPKReductionStep:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class PopulationCheck:
+    """The reduced model's design-region TIAs against the full model's over prior draws
+    (:meth:`PBPKReduction.check_population`).
+
+    ``by_region``: a DataFrame indexed by region with the ``max``, ``p99`` and ``median`` of
+    ``|TIA_reduced / TIA_full - 1|``; ``max_rel_err``: the largest over regions and draws;
+    ``failed_solves``: draws where either model's solver failed (left out of the errors).
+    """
+
+    n_draws: int
+    failed_solves: int
+    max_rel_err: float
+    worst_region: str
+    by_region: object = dataclasses.field(repr=False)
+
+    def passes(self, tol: float = 0.02) -> bool:
+        """Whether every solve succeeded and every region's TIA is within ``tol``."""
+        return self.failed_solves == 0 and self.max_rel_err <= tol
+
+    def to_dict(self) -> dict:
+        return {"n_draws": self.n_draws, "failed_solves": self.failed_solves,
+                "max_rel_err": self.max_rel_err, "worst_region": self.worst_region,
+                "by_region": {r: {k: float(v) for k, v in row.items()}
+                              for r, row in self.by_region.to_dict(orient="index").items()}}
+
+    def __str__(self) -> str:
+        return (f"TIA over {self.n_draws} prior draws: max error {100 * self.max_rel_err:.2f} % "
+                f"({self.worst_region}), failed solves {self.failed_solves}")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class PBPKReduction:
     """The reduced model (``model``: a :class:`pbpk.PBPKModel` that runs in ``pbpk.simulate``,
     ``simulate_cohort``, ``calibration.calibrate`` and organ dose like the full one), the full
@@ -448,6 +480,45 @@ class PBPKReduction:
             cur = step.map_values(cur, step.names)
         return {n: np.broadcast_to(cur[n], shape).copy() for n in self.model.parameter_names
                 if n != DECAY_PARAMETER}
+
+    def check_population(self, prior, n_draws: int = 1000, key=0, *, activity_mbq: float | None = None,
+                         chunk_size: int = 100) -> PopulationCheck:
+        """Simulate ``n_draws`` draws of ``prior`` (full-model parameters) in the full model and,
+        mapped by :meth:`map_parameters`, in the reduced one, and compare the design regions'
+        TIAs after one administration of ``activity_mbq`` (default: the design's).
+
+        The reduction itself checks each step on a few draws (``population_draws``, 32 by
+        default), which can miss the tails: on the PSMA model the final error over 32 draws was
+        0.63 % and over 1,000 draws 0.97 %. Run this on the population you will use."""
+        if not (hasattr(prior, "sample") and hasattr(prior, "names")):
+            raise InvalidInputError("prior must have .names and .sample(key, n) (e.g. calibration.Prior).")
+        bad = [n for n in prior.names if n not in self.full_model.parameters]
+        if bad:
+            raise InvalidInputError(f"prior parameter(s) {', '.join(bad)} are not in {self.full_model.name!r}.")
+        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+            raise InvalidInputError(f"n_draws = {n_draws!r} must be an integer >= 1.")
+        act = self.design.activity_mbq if activity_mbq is None else activity_mbq
+        if not (isinstance(act, (int, float)) and math.isfinite(act) and act > 0):
+            raise InvalidInputError(f"activity_mbq = {act!r} must be a finite number > 0.")
+        import pandas as pd
+
+        draws = {k: np.asarray(v, dtype=float) for k, v in prior.sample(key, int(n_draws)).items()}
+        sched = pbpk.Schedule.single(float(act))
+        times = list(self.design.times_h)
+        chunk = max(1, min(int(chunk_size), int(n_draws)))
+        rf = pbpk.simulate_cohort(self.full_model, sched, times, draws, chunk_size=chunk)
+        rr = pbpk.simulate_cohort(self.model, sched, times, self.map_parameters(draws), chunk_size=chunk)
+        regions = list(self.design.regions)
+        tf = np.asarray(rf.tia_mbq_h)[:, [rf.body_regions.index(r) for r in regions]]
+        tr = np.asarray(rr.tia_mbq_h)[:, [rr.body_regions.index(r) for r in regions]]
+        ok = (np.asarray(rf.status) == 0) & (np.asarray(rr.status) == 0)
+        if not ok.any():
+            raise MBAMError("every draw failed to solve in the full or the reduced model.")
+        rel = np.abs(tr[ok] / tf[ok] - 1.0)
+        table = pd.DataFrame({"max": rel.max(0), "p99": np.quantile(rel, 0.99, axis=0),
+                              "median": np.median(rel, axis=0)}, index=pd.Index(regions, name="region"))
+        worst = int(np.argmax(rel.max(0)))
+        return PopulationCheck(int(n_draws), int((~ok).sum()), float(rel.max()), regions[worst], table)
 
     def to_dict(self) -> dict:
         return {

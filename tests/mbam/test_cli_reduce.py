@@ -38,6 +38,8 @@ def test_input_errors_exit_1_with_a_message(tmp_path, capsys):
     assert "PSMA-999" in capsys.readouterr().err
     assert run(["reduce", "--out", str(tmp_path / "missing" / "r.json")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert run(["reduce", "--out", str(out), "--check-draws", "-1"]) == 1
+    assert "--check-draws" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -46,10 +48,13 @@ def test_writes_a_loadable_reduction(tmp_path, capsys):
     design.write_text(mbam.ReductionDesign(spect_times_h=(24.0, 168.0)).to_json())
     out = tmp_path / "reduced.json"
     code = run(["reduce", "--agent", "PSMA-617", "--design", str(design), "--out", str(out),
-                "--max-iter", "0", "--population-draws", "0", "--no-lump", "--no-transit"])
+                "--max-iter", "0", "--population-draws", "0", "--no-lump", "--no-transit",
+                "--check-draws", "8"])
     assert code == 0
     captured = capsys.readouterr()
     assert "wrote" in captured.out and "reducing" in captured.err
+    # no step: the "reduced" model is the full one, so the population check finds no error
+    assert "TIA over 8 prior draws: max error 0.00 %" in captured.out
     red = mbam.load_reduced(out)
     assert red.design.spect_times_h == (24.0, 168.0)
     assert red.model.graph == red.full_model.graph  # no step was asked for

@@ -272,3 +272,65 @@ def test_psma_reduction_step_runs_everywhere_a_full_model_runs():
                                              if n in model.parameters])
     post = calibrate(model, pbpk.Schedule.single(7400.0), obs, prior, method="map")
     assert np.all(np.isfinite(list(post.map.values())))
+
+
+def _full_tia_analytic(q, cl, vi, lam, t_end, ps):
+    """TIA (MBq h) of plasma and organ in the full organ model after 100 MBq into plasma: the
+    linear system's integral to ``t_end`` plus the physical-decay tail A(t_end) / lambda (the
+    TIA convention of pbpk.simulate), by the matrix exponential."""
+    vp, vv, kt = 3.0, 0.1, 0.05
+    K = np.array([[-(q + cl) / vp, q / vv, 0.0],
+                  [q / vp, -(q + ps) / vv, ps / vi],
+                  [0.0, ps / vv, -ps / vi - kt]]) - lam * np.eye(3)
+    a0 = np.array([100.0, 0.0, 0.0])
+    e = scipy.linalg.expm(K * t_end)
+    tia = np.linalg.solve(K, (e - np.eye(3)) @ a0) + e @ a0 / lam
+    return np.array([tia[0], tia[1] + tia[2]])
+
+
+@pytest.fixture(scope="module")
+def slow_exchange_reduction():
+    """PS = 10 L/h: the merge PS -> inf passes but costs 0.1-0.3 % of the organ's TIA."""
+    return mbam.reduce_pbpk(organ_model(ps=10.0), organ_design(), organ_prior(), max_iter=1,
+                            geodesic=False, population_draws=8, population_tol=0.01)
+
+
+def test_check_population_against_analytic_full_model_tias(slow_exchange_reduction):
+    red = slow_exchange_reduction
+    assert [d["name"] for s in red.accepted for d in s.limits] == ["PS"]
+    chk = red.check_population(organ_prior(), n_draws=12, key=5)
+    assert chk.n_draws == 12 and chk.failed_solves == 0
+    assert list(chk.by_region.index) == ["plasma", "organ"]
+    # the same draws, each solved on its own: full model by the matrix exponential, reduced by
+    # pbpk.simulate (not simulate_cohort)
+    draws = organ_prior().sample(5, 12)
+    mapped = red.map_parameters(draws)
+    lam = red.model.parameters["lambda_phys_per_h"]
+    t_end = max(red.design.times_h)
+    rel = []
+    for i in range(12):
+        ref = _full_tia_analytic(draws["Q"][i], draws["CL"][i], draws["V_i"][i], lam, t_end, 10.0)
+        r = pbpk.simulate(red.model, SCHEDULE, list(red.design.times_h),
+                          {k: float(v[i]) for k, v in mapped.items()}, rtol=1e-10, atol=1e-12)
+        rel.append(np.abs(np.array([float(r.tia("plasma")), float(r.tia("organ"))]) / ref - 1.0))
+    rel = np.array(rel)
+    np.testing.assert_allclose(chk.by_region["max"].to_numpy(), rel.max(0), rtol=0.02, atol=2e-6)
+    np.testing.assert_allclose(chk.by_region["median"].to_numpy(), np.median(rel, 0), rtol=0.02, atol=2e-6)
+    assert chk.max_rel_err == pytest.approx(rel.max(), rel=0.02, abs=2e-6)
+    assert chk.worst_region == ["plasma", "organ"][int(np.argmax(rel.max(0)))]
+    assert 1e-3 < chk.max_rel_err < 0.01   # the merge's cost is resolved, not rounding noise
+    assert chk.passes(0.01) and not chk.passes(chk.max_rel_err / 2)
+    assert "12 prior draws" in str(chk) and chk.to_dict()["by_region"]["organ"]["max"] >= 0
+
+
+def test_check_population_errors_are_typed(organ_reduction):
+    with pytest.raises(pbpk.InvalidInputError, match="n_draws"):
+        organ_reduction.check_population(organ_prior(), n_draws=0)
+    with pytest.raises(pbpk.InvalidInputError, match="prior"):
+        organ_reduction.check_population(object())
+    from calibration import LogNormal, Prior
+
+    with pytest.raises(pbpk.InvalidInputError, match="not in"):
+        organ_reduction.check_population(Prior((LogNormal("Q_x", 1.0, 0.3),)))
+    with pytest.raises(pbpk.InvalidInputError, match="activity_mbq"):
+        organ_reduction.check_population(organ_prior(), activity_mbq=-1.0)
