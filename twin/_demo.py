@@ -35,8 +35,9 @@ def run_demo(out_dir: str | Path = "out", *, activity_gbq: float = DEMO_ACTIVITY
     from twin import patient
     from twin._scenarios import max_activity
     from twin._twin import Twin
-    from twin.report import write_report
+    from twin.report import check_report_folder, write_report
 
+    check_report_folder(Path(out_dir) / "report")  # before the work, not after it
     stages = ["virtual patient", "calibration", "therapy prediction", "escalation", "voxel dose", "report"]
     bar = None
     if progress:

@@ -32,6 +32,9 @@ from twin._twin import (
     DEFAULT_QUANTILES,
     TherapyPrediction,
     Twin,
+    _check_n_draws,
+    _check_probability,
+    _check_quantiles,
     _limits,
     therapy_schedule,
 )
@@ -73,13 +76,15 @@ def scenario_table(twin: Twin, *, activities_gbq: Sequence[float] = (3.7, 5.55, 
 
     for name, seq in (("activities_gbq", activities_gbq), ("n_cycles", n_cycles),
                       ("intervals_weeks", intervals_weeks), ("ligand_nmol", ligand_nmol)):
-        if isinstance(seq, (str, bytes)) or not isinstance(seq, Sequence) or len(seq) == 0:
+        if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray)) or len(seq) == 0:
             raise TwinInputError(f"{name} must be a non-empty list of values.")
+    quantiles = _check_quantiles(quantiles)
     lim = _limits(limits)
     combos = list(itertools.product(activities_gbq, n_cycles, intervals_weeks, ligand_nmol))
     rows = []
     for a, n, iw, lig in _progress(combos, len(combos), "scenarios", progress):
-        sched = therapy_schedule(a, int(n), interval_weeks=float(iw), ligand_nmol=lig)
+        n = n.item() if isinstance(n, np.generic) else n
+        sched = therapy_schedule(a, n, interval_weeks=float(iw), ligand_nmol=lig)  # checks n
         pred = twin.predict(sched, n_draws=n_draws, key=key, quantiles=quantiles)
         regs = pred.dose_regions if regions is None else list(regions)
         for r in regs:
@@ -277,8 +282,8 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
     The fixed protocol (``fixed_activity_gbq`` x ``fixed_n_cycles``, same ligand rule and
     interval) is predicted for comparison, with the number of its cycles the limits allow.
     """
-    if not 0 < probability < 1:
-        raise TwinInputError(f"probability = {probability!r} must lie strictly between 0 and 1 (e.g. 0.95).")
+    probability = _check_probability(probability)
+    n_draws = _check_n_draws(n_draws)
     lo, hi = (float(b) for b in bounds_gbq)
     if not (0 < lo < hi and math.isfinite(hi)):
         raise TwinInputError(f"bounds_gbq = {bounds_gbq!r} must be two activities 0 < low < high (GBq).")
@@ -286,12 +291,30 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
         raise TwinInputError(f"rtol = {rtol!r} must be in (0, 0.5).")
     if ligand_nmol is not None and molar_activity_mbq_per_nmol is not None:
         raise TwinInputError("give ligand_nmol or molar_activity_mbq_per_nmol, not both.")
+    acf = twin.therapy_model.carrier_free_mbq_per_nmol
+    for name, v in (("ligand_nmol", ligand_nmol), ("molar_activity_mbq_per_nmol", molar_activity_mbq_per_nmol)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.floating))
+                              or not math.isfinite(v) or v <= 0):
+            raise TwinInputError(f"{name} = {v!r} must be a finite number > 0.")
+    if molar_activity_mbq_per_nmol is not None and molar_activity_mbq_per_nmol > acf * (1 + 1e-12):
+        raise TwinInputError(f"molar_activity_mbq_per_nmol = {molar_activity_mbq_per_nmol:g} is above the "
+                             f"carrier-free {acf:.4g} MBq/nmol of {twin.therapy_model.nuclide}.")
+    if ligand_nmol is not None:
+        cap = float(ligand_nmol) * acf / 1000.0  # GBq that ligand_nmol can carry
+        if lo >= cap:
+            raise TwinInputError(f"ligand_nmol = {ligand_nmol:g} nmol carries at most {cap:.3g} GBq "
+                                 f"(carrier-free); lower bounds_gbq below that or give more ligand.")
+        if hi > cap:
+            log.info("upper activity bound lowered from %.3g to %.3g GBq: %g nmol carry no more", hi, cap,
+                     ligand_nmol)
+            hi = cap
     lim = _limits(default_escalation_limits() if limits is None else limits)
     if not lim:
         raise TwinInputError("no organ-at-risk limit to respect; give limits=[{'organ': 'kidneys', "
                              "'quantity': 'bed', 'limit_gy': 40}].")
     ligand: Any = float(ligand_nmol) if ligand_nmol is not None else (
-        {"molar_activity_mbq_per_nmol": molar_activity_mbq_per_nmol} if molar_activity_mbq_per_nmol else "scaled")
+        {"molar_activity_mbq_per_nmol": molar_activity_mbq_per_nmol}
+        if molar_activity_mbq_per_nmol is not None else "scaled")
     ev = _Evaluator(twin, n_cycles, interval_weeks, ligand, n_draws, key, cycles)
     known = set(twin.dose_operator().targets)
     missing = sorted({c["region"] for c in lim} - known)

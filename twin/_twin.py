@@ -60,6 +60,41 @@ _REF_ACTIVITY_MBQ = 1000.0
 _CYCLE_GRID_H = np.unique(np.concatenate([np.geomspace(0.25, 2000.0, 60), [1.0, 4.0, 24.0, 48.0, 96.0, 168.0]]))
 
 
+# ============================================================================ argument checks
+def _check_n_draws(n_draws, minimum: int = 1, name: str = "n_draws") -> int:
+    if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < minimum:
+        raise TwinInputError(f"{name} = {n_draws!r} must be an integer >= {minimum}.")
+    return int(n_draws)
+
+
+def _check_probability(p, name: str = "probability") -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 < p < 1:
+        raise TwinInputError(f"{name} = {p!r} must lie strictly between 0 and 1 (e.g. 0.95, not 95).")
+    return float(p)
+
+
+def _check_quantiles(quantiles) -> tuple[float, ...]:
+    try:
+        qs = tuple(float(q) for q in quantiles)
+    except (TypeError, ValueError):
+        raise TwinInputError(f"quantiles = {quantiles!r} must be a list of numbers in (0, 1).") from None
+    if not qs or not all(0 < q < 1 for q in qs):
+        raise TwinInputError(f"quantiles = {quantiles!r} must be a non-empty list of fractions in (0, 1) "
+                             "(e.g. (0.05, 0.5, 0.95), not percent).")
+    return qs
+
+
+def _check_times(times_h) -> np.ndarray:
+    try:
+        t = np.asarray(times_h, dtype=float)
+    except (TypeError, ValueError):
+        raise TwinInputError(f"times_h = {times_h!r} must be a list of times (h).") from None
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)) or np.any(t < 0) or np.any(np.diff(t) <= 0):
+        raise TwinInputError(f"times_h = {times_h!r} must be a non-empty, strictly increasing list of finite "
+                             "times >= 0 (h after the first administration).")
+    return t
+
+
 # ============================================================================ schedules
 def therapy_schedule(activity_gbq: float | Sequence[float], n_cycles: int = 1, *,
                      interval_weeks: float = 6.0, ligand_nmol: float | None = None,
@@ -279,6 +314,7 @@ class TherapyPrediction:
         least ``probability``."""
         import pandas as pd
 
+        probability = _check_probability(probability)
         rows = []
         for rec in _limits(limits):
             arr = self.draws("bed_gy" if rec["quantity"] == "bed" else "dose_gy", rec["region"])
@@ -296,7 +332,9 @@ class TherapyPrediction:
         if self.twin is None or self.twin.masks is None:
             raise TwinError("this twin has no images (masks); the voxel dose map needs a patient with "
                             "masks, e.g. Twin.from_patient(patient).")
-        return self.twin._voxel_dose(self, n_draws=n_draws, quantiles=quantiles or self.quantiles, key=key)
+        n_draws = _check_n_draws(n_draws, 2)
+        quantiles = self.quantiles if quantiles is None else _check_quantiles(quantiles)
+        return self.twin._voxel_dose(self, n_draws=n_draws, quantiles=quantiles, key=key)
 
 
 def _limits(limits=None) -> list[dict]:
@@ -581,16 +619,21 @@ class Twin:
         model = self.therapy_model
         adm = schedule.administrations
         if cycles == "coupled" or len(adm) == 1:
-            if times_h is not None:
-                times = np.asarray(times_h, dtype=float)
-            elif len(adm) == 1 and adm[0].time_h == 0:
+            if len(adm) == 1 and adm[0].time_h == 0:
                 times = _CYCLE_GRID_H  # shared with the independent-cycle path (one compilation)
             else:
                 times = self._times(schedule)
+            if times_h is not None:
+                # the user's times only add output points: TIA integrates to the end of the
+                # internal grid (then physical decay), and the half-lives read its points
+                times = np.union1d(times, np.asarray(times_h, dtype=float))
             idx, res, act, tia, ok = self.simulate_draws(schedule, times, n_draws=n_draws, key=key)
             op = self.dose_operator(res.body_regions)
             dose = tia @ op.matrix.T
             t_eff = _effective_half_life(schedule, times, act, res.regions, op.targets, model)
+            if times_h is not None:
+                user = np.asarray(times_h, dtype=float)
+                act, times = act[:, np.searchsorted(times, user), :], user
             frac = np.array([a.activity_mbq for a in adm]) / schedule.total_activity_mbq
             dose_c = dose[:, None, :] * frac[None, :, None]
             t_eff_c = np.repeat(t_eff[:, None, :], len(adm), axis=1)
@@ -639,6 +682,9 @@ class Twin:
         BEDs (complete repair between cycles), each with the G-factor of its cycle's late
         effective half-life (24 h to 168 h after the administration).
         """
+        n_draws = _check_n_draws(n_draws)
+        quantiles = _check_quantiles(quantiles)
+        times_h = None if times_h is None else _check_times(times_h)
         schedule = self._schedule(schedule, activity_gbq, n_cycles, interval_weeks, ligand_nmol)
         r = self._arrays(schedule, n_draws, key, cycles, times_h)
         ok = r["ok"]
@@ -674,11 +720,25 @@ class Twin:
         if schedule is None:
             if activity_gbq is None:
                 raise TwinInputError("give a schedule (pbpk.Schedule) or activity_gbq=7.4 (GBq per cycle).")
-            return therapy_schedule(activity_gbq, n_cycles, interval_weeks=interval_weeks, ligand_nmol=ligand_nmol)
+            return self._check_ligand(therapy_schedule(activity_gbq, n_cycles, interval_weeks=interval_weeks,
+                                                       ligand_nmol=ligand_nmol))
         try:
-            return pbpk._simulate._as_schedule(schedule)
+            schedule = pbpk._simulate._as_schedule(schedule)
         except pbpk.InvalidInputError as exc:
             raise TwinInputError(str(exc)) from None
+        return self._check_ligand(schedule)
+
+    def _check_ligand(self, schedule: pbpk.Schedule) -> pbpk.Schedule:
+        """The schedule, if each administration carries at least the ligand its activity needs
+        (the simulation runs at a reference activity and is scaled, so pbpk's own check at the
+        real activity would not run)."""
+        m = self.therapy_model
+        for a in schedule.administrations:
+            try:
+                a.amounts_nmol(m.carrier_free_mbq_per_nmol, m.default_molar_activity_mbq_per_nmol)
+            except pbpk.InvalidInputError as exc:
+                raise TwinInputError(str(exc)) from None
+        return schedule
 
     @staticmethod
     def _times(schedule: pbpk.Schedule) -> np.ndarray:
@@ -686,7 +746,7 @@ class Twin:
         end = starts[-1] + 2000.0
         grid = np.geomspace(0.25, end, 80)
         pts = {1.0, 4.0, 24.0, 48.0, 96.0, 168.0, end}
-        for s in starts[1:]:
+        for s in starts:
             pts.update({s - 1e-3, s + 1.0, s + 24.0, s + 168.0})
         return np.unique(np.concatenate([grid, [p for p in pts if 0 < p <= end]]))
 
@@ -776,9 +836,10 @@ def _effective_half_life(schedule, times, act, regions, targets, model) -> np.nd
     [0.1 h, physical half-life] (a TAC still rising at the late time gets the physical one)."""
     lam_phys = pbpk.get_nuclide(model.nuclide).decay_constant_per_h
     starts = [a.time_h for a in schedule.administrations]
-    end1 = starts[1] if len(starts) > 1 else np.inf
-    t2 = min(168.0, 0.9 * end1)
-    t1 = min(24.0, 0.5 * t2)
+    s0 = starts[0]  # times after the first administration, which need not be at t = 0
+    span = starts[1] - s0 if len(starts) > 1 else np.inf
+    t2 = s0 + min(168.0, 0.9 * span)
+    t1 = s0 + min(24.0, 0.5 * (t2 - s0))
     i1, i2 = int(np.argmin(np.abs(times - t1))), int(np.argmin(np.abs(times - t2)))
     out = np.full((act.shape[0], len(targets)), math.log(2) / lam_phys)
     for k, r in enumerate(targets):

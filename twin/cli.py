@@ -75,12 +75,13 @@ def _plan(args: argparse.Namespace) -> int:
     from twin import patient
     from twin._scenarios import max_activity
     from twin._twin import Twin, therapy_schedule
-    from twin.report import write_report
+    from twin.report import check_report_folder, write_report
 
     pets = args.pet
     hours = args.hours
     if len(hours) != len(pets):
         raise _UsageError(f"give one --hours per --pet image ({len(pets)} image(s), {len(hours)} time(s)).")
+    check_report_folder(args.out)  # refuse a folder holding other files before any work
     p = patient.load_patient(pets if len(pets) > 1 else pets[0], nuclide=args.nuclide, masks=args.masks,
                              label_table=args.label_table, ct=args.ct, labs=args.labs,
                              hours_after_injection=hours if len(hours) > 1 else hours[0], unit=args.unit,
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except _UsageError as exc:
         parser.error(str(exc))  # exits 2
-    except (pbpk.PBPKError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (pbpk.PBPKError, OSError) as exc:
         print(f"twin {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

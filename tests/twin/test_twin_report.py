@@ -62,6 +62,6 @@ def test_bad_report_arguments(report, tmp_path):
         write_report(tmp_path / "file", pred)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("x")
-    with pytest.raises(TwinInputError, match="not empty"):
+    with pytest.raises(TwinInputError, match="not a twin report"):
         write_report(tmp_path / "full", pred, overwrite=False)
     assert (tmp_path / "full" / "keep.txt").exists()

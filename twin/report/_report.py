@@ -205,6 +205,49 @@ def _records(df):
     return _jsonable(df.reset_index().to_dict(orient="records"))
 
 
+def _previous_report(folder: Path) -> bool:
+    """Whether ``folder`` holds only a report written by :func:`write_report` (its report.json
+    lists every other file in it)."""
+    try:
+        meta = json.loads((folder / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(meta, dict) or meta.get("format") != "twin-report/1":
+        return False
+    listed = set(meta.get("files") or ()) | {"report.json"}
+    return all(p.name in listed for p in folder.iterdir())
+
+
+def check_report_folder(out_dir, *, overwrite: bool = True) -> Path:
+    """Check that a report can be written to ``out_dir`` without losing anything, before any
+    work is done; returns it as a Path.
+
+    The folder may be missing, empty, or (with ``overwrite=True``) a previous report, which is
+    then replaced. A folder holding anything else (the patient's images, other results) is
+    refused whatever ``overwrite`` says, as are the working folder and the folders above it.
+    """
+    out = Path(out_dir)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise TwinInputError(f"{str(parent)!r} exists and is not a folder; choose another report folder.")
+    if not out.exists():
+        return out
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise TwinInputError(f"{str(out)!r} is the working folder or one above it; give a new "
+                             "subfolder for the report (e.g. out/report).")
+    if any(out.iterdir()):
+        if not _previous_report(out):
+            other = sorted(p.name for p in out.iterdir())[:3]
+            raise TwinInputError(f"{str(out)!r} holds files that are not a twin report ({', '.join(other)}"
+                                 f"{', ...' if len(other) == 3 else ''}); write the report to a new or empty "
+                                 "folder (or to a previous report's folder, which is replaced).")
+        if not overwrite:
+            raise TwinInputError(f"{str(out)!r} holds a previous report; choose another folder or pass "
+                                 "overwrite=True.")
+    return out
+
+
 def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str = "Patient twin",
                  limits=None, probability: float = 0.95, overwrite: bool = True,
                  extra: dict | None = None) -> dict[str, Path]:
@@ -214,7 +257,8 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
     comparison with the fixed protocol). voxel: a :class:`~twin.VoxelDose` (adds the dose map
     over CT and DVHs); ``None`` skips them. limits/probability: the organ-at-risk table and
     probability of the limits table. extra: JSON-serialisable metadata stored in report.json.
-    Returns ``{file name: path}``.
+    overwrite: replace a previous report in ``out_dir``; a folder holding anything else is
+    never emptied (:func:`check_report_folder`). Returns ``{file name: path}``.
     """
     from twin._twin import TherapyPrediction
 
@@ -223,11 +267,7 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
                              f"{type(prediction).__name__}.")
     if not 0 < probability < 1:
         raise TwinInputError(f"probability = {probability!r} must lie strictly between 0 and 1.")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TwinInputError(f"{str(out)!r} exists and is not a folder; choose another report folder.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise TwinInputError(f"{str(out)!r} is not empty; choose another folder or pass overwrite=True.")
+    out = check_report_folder(out_dir, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     plt = _plt()

@@ -1,0 +1,136 @@
+"""Inputs of the planning layer that used to give wrong numbers or lose files: output times,
+schedules not starting at t = 0, ligand that cannot carry the activity, report folders, and
+the argument checks of predict, limit_table, voxel_dose, scenario_table and max_activity."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import pbpk
+from twin import TwinInputError, max_activity, scenario_table
+from twin.report import check_report_folder, write_report
+
+# carrier-free molar activity of 177Lu from its half-life alone (A = lambda N):
+# 6.647 d (ICRP-107) and Avogadro's number, 1 nmol = 6.02214076e14 atoms -> MBq/nmol
+LU177_CARRIER_FREE_MBQ_PER_NMOL = math.log(2) / (6.647 * 86400.0) * 6.02214076e14 / 1e6
+
+
+@pytest.fixture(scope="module")
+def pred(twin):
+    return twin.predict(activity_gbq=7.4, n_draws=16)
+
+
+# ------------------------------------------------------------------ numbers
+def test_output_times_do_not_change_tia_dose_or_bed(twin, pred):
+    """times_h only adds output points (invariant): TIA still runs to infinity."""
+    p = twin.predict(activity_gbq=7.4, n_draws=16, times_h=[1.0, 2.0, 3.0])
+    np.testing.assert_allclose(p.tia_mbq_h, pred.tia_mbq_h, rtol=1e-9)
+    np.testing.assert_allclose(p.dose_gy, pred.dose_gy, rtol=1e-9)
+    np.testing.assert_allclose(p.bed_gy, pred.bed_gy, rtol=1e-9)
+    np.testing.assert_array_equal(p.times_h, [1.0, 2.0, 3.0])
+    # 1 h is a point of the default grid: the same activity there
+    k = int(np.flatnonzero(pred.times_h == 1.0)[0])
+    np.testing.assert_allclose(p.activity_mbq[:, 0], pred.activity_mbq[:, k], rtol=1e-9)
+    coupled = twin.predict(activity_gbq=7.4, n_cycles=2, n_draws=16, cycles="coupled", times_h=[1.0, 2.0])
+    ref = twin.predict(activity_gbq=7.4, n_cycles=2, n_draws=16, cycles="coupled")
+    np.testing.assert_allclose(coupled.dose_gy, ref.dose_gy, rtol=1e-9)
+
+
+def test_a_later_start_changes_neither_dose_nor_bed(twin, pred):
+    """Shifting the whole schedule in time is an invariant of the kinetics."""
+    late = twin.predict(pbpk.Schedule((pbpk.Administration(7400.0, time_h=100.0),)), n_draws=16)
+    np.testing.assert_allclose(late.dose_gy, pred.dose_gy, rtol=1e-6)
+    np.testing.assert_allclose(late.effective_half_life_h, pred.effective_half_life_h, rtol=1e-3)
+    np.testing.assert_allclose(late.bed_gy, pred.bed_gy, rtol=1e-4)
+
+
+def test_ligand_that_cannot_carry_the_activity_is_refused(twin):
+    assert twin.therapy_model.carrier_free_mbq_per_nmol == pytest.approx(LU177_CARRIER_FREE_MBQ_PER_NMOL, rel=2e-3)
+    with pytest.raises(TwinInputError, match="ligand amount"):
+        twin.predict(activity_gbq=7.4, ligand_nmol=1.0, n_draws=16)
+    with pytest.raises(TwinInputError, match="ligand amount"):
+        twin.predict(pbpk.Schedule.single(7400.0, ligand_nmol=1.0), n_draws=16)
+    with pytest.raises(TwinInputError, match="carries at most"):
+        max_activity(twin, ligand_nmol=2.0, bounds_gbq=(2.0, 30.0), n_draws=16)
+
+
+def test_escalation_with_fixed_ligand_stays_within_what_it_can_carry(twin):
+    cap = 2.0 * LU177_CARRIER_FREE_MBQ_PER_NMOL / 1000.0   # GBq that 2 nmol carry
+    esc = max_activity(twin, ligand_nmol=2.0, n_draws=16, fixed_activity_gbq=1.0, fixed_n_cycles=1,
+                       n_cycles=1, curve_points=0)
+    assert esc.activity_gbq_per_cycle <= cap * (1 + 2e-3)
+
+
+# ------------------------------------------------------------------ argument checks
+@pytest.mark.parametrize("call, match", [
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_draws=0), "n_draws"),
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_draws=-1), "n_draws"),
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_draws=16, quantiles=(5, 50, 95)), "fractions"),
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_draws=16, times_h=[3.0, 1.0]), "increasing"),
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_draws=16, times_h=[-1.0, 1.0]), "times_h"),
+    (lambda tw, p: p.limit_table(probability=95), "between 0 and 1"),
+    (lambda tw, p: p.limit_table(probability=1.5), "between 0 and 1"),
+    (lambda tw, p: p.voxel_dose(n_draws=0), "n_draws"),
+    (lambda tw, p: max_activity(tw, molar_activity_mbq_per_nmol=0, n_draws=16), "molar_activity"),
+    (lambda tw, p: max_activity(tw, molar_activity_mbq_per_nmol=5000.0, n_draws=16), "carrier-free"),
+    (lambda tw, p: max_activity(tw, n_draws=0), "n_draws"),
+    (lambda tw, p: scenario_table(tw, activities_gbq=[7.4], n_cycles=[2.5], n_draws=16), "n_cycles"),
+    (lambda tw, p: scenario_table(tw, activities_gbq=[7.4], quantiles=(5, 95), n_draws=16), "fractions"),
+])
+def test_bad_arguments_raise_typed_errors(twin, pred, call, match):
+    with pytest.raises(TwinInputError, match=match):
+        call(twin, pred)
+
+
+def test_scenario_table_takes_numpy_arrays(twin):
+    t = scenario_table(twin, activities_gbq=np.array([7.4]), n_cycles=np.array([1]), n_draws=16,
+                       regions=["kidney"])
+    assert set(t["n_cycles"]) == {1} and set(t["activity_gbq_per_cycle"]) == {7.4}
+
+
+# ------------------------------------------------------------------ report folders
+def test_report_never_empties_a_folder_of_other_files(pred, tmp_path, monkeypatch):
+    patient_dir = tmp_path / "patient1"
+    patient_dir.mkdir()
+    (patient_dir / "pet_1h.nii.gz").write_bytes(b"image")
+    for overwrite in (True, False):
+        with pytest.raises(TwinInputError, match="not a twin report"):
+            write_report(patient_dir, pred, overwrite=overwrite)
+    assert (patient_dir / "pet_1h.nii.gz").read_bytes() == b"image"
+    # the working folder itself is refused
+    monkeypatch.chdir(patient_dir)
+    with pytest.raises(TwinInputError, match="working folder"):
+        check_report_folder(".")
+    # a report under a file
+    with pytest.raises(TwinInputError, match="not a folder"):
+        check_report_folder(patient_dir / "pet_1h.nii.gz" / "report")
+
+
+def test_a_previous_report_is_replaced_and_only_with_overwrite(pred, tmp_path):
+    out = tmp_path / "report"
+    files = write_report(out, pred)
+    meta = json.loads((out / "report.json").read_text())
+    assert sorted(meta["files"]) == sorted(files)
+    write_report(out, pred)                      # replaces its own earlier report
+    with pytest.raises(TwinInputError, match="previous report"):
+        write_report(out, pred, overwrite=False)
+    (out / "notes.txt").write_text("mine")       # a user's file inside: no longer only a report
+    with pytest.raises(TwinInputError, match="not a twin report"):
+        write_report(out, pred)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_cli_plan_refuses_the_patient_folder_before_any_work(tmp_path, capsys):
+    from twin.cli import main
+
+    folder = tmp_path / "patient1"
+    assert main(["phantom", "--default", "--out", str(folder), "--quiet"]) == 0
+    before = sorted(p.name for p in folder.iterdir())
+    code = main(["plan", "--pet", str(folder / "pet_1h.nii.gz"), "--hours", "1", "--injected-mbq", "150",
+                 "--masks", str(folder / "labels.nii.gz"), "--label-table", str(folder / "label_table.csv"),
+                 "--labs", str(folder / "labs.csv"), "--quiet", "--out", str(folder)])
+    assert code == 1
+    assert "not a twin report" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == before
