@@ -99,7 +99,7 @@ class Schedule:
         for a in adm:
             if not isinstance(a, Administration):
                 raise InvalidInputError(f"schedule entries must be Administration objects, got {a!r}.")
-        adm = tuple(sorted(adm, key=lambda a: a.time_h))
+        adm = tuple(sorted(adm, key=lambda a: (a.time_h, a.end_h)))  # order-independent
         for prev, nxt in zip(adm, adm[1:]):
             if nxt.time_h < prev.end_h:
                 raise InvalidInputError(

@@ -87,8 +87,25 @@ LIGANDS: dict[str, Ligand] = {
 
 def get_ligand(name: str) -> Ligand:
     """Look up a ligand by name (case-insensitive; '177Lu-' style prefixes are ignored)."""
-    key = re.sub(r"^\d{1,3}[A-Za-z]{1,2}-", "", name.strip()).lower()  # "177Lu-PSMA-617"
+    text = name.strip()
+    m = re.match(r"^(\d{1,3})([A-Za-z]{1,2})-(.+)$", text)  # "177Lu-PSMA-617"
+    key = (m.group(3) if m else text).lower()
+    hits = [LIGANDS[k] for k in LIGANDS if k.lower() == text.lower()]
+    if not hits and m:
+        nuclide = f"{m.group(2).capitalize()}-{m.group(1)}"
+        named = [LIGANDS[k] for k in LIGANDS if k.lower().endswith(key) and
+                 (k.lower() == key or k.lower().endswith("-" + key))]
+        same = [lig for lig in named if lig.default_nuclide == nuclide]
+        if same:
+            return same[0]  # "68Ga-DOTATATE" -> Ga-DOTATATE
+        if named:
+            raise UnknownNameError(
+                f"ligand {name!r}: {', '.join(lig.name for lig in named)} is labelled with "
+                f"{', '.join(sorted({lig.default_nuclide for lig in named}))}, not {nuclide}; name the "
+                f"ligand without the prefix and choose the nuclide with nuclide=...")
     for known in LIGANDS:
         if key == known.lower():
             return LIGANDS[known]
+    if hits:
+        return hits[0]
     raise UnknownNameError(f"ligand {name!r} is not known; known ligands: {', '.join(LIGANDS)}.")

@@ -128,6 +128,13 @@ def _segments(schedule: Schedule, times: np.ndarray):
         raise InvalidInputError(
             f"no administration happens before the last output time {t_end} h; extend times_h."
         )
+    late = [a.time_h for a in schedule.administrations if a.time_h > t_end]
+    if late:
+        raise InvalidInputError(
+            f"{len(late)} administration(s) (at {', '.join(f'{t:g}' for t in late)} h) come after the last "
+            f"output time {t_end:g} h, so the TIA would leave them out; add an output time after the "
+            "last administration (e.g. 2000 h after it) or drop them from the schedule."
+        )
     points = sorted({p for p in schedule.breakpoints_h if p <= t_end} | {t_end})
     t_start = points[0]
     segs = []
@@ -401,6 +408,16 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     return fn, merged, cg, jnp.asarray(bolus), jnp.asarray(infusion)
 
 
+def _differs(value, reference: float) -> bool:
+    """Whether a concrete ``value`` (scalar or per-patient array) differs from ``reference``;
+    traced values (inside jit/grad) are not checked."""
+    try:
+        v = np.asarray(value, dtype=float)
+    except Exception:  # a JAX tracer: no concrete value to compare
+        return False
+    return not np.allclose(v, reference, rtol=1e-12, atol=0.0)
+
+
 def _merged_parameters(model: PBPKModel, params) -> dict:
     """The model's parameters with ``params`` (a mapping, possibly traced values) on top."""
     merged = dict(model.parameters)
@@ -410,6 +427,11 @@ def _merged_parameters(model: PBPKModel, params) -> dict:
             raise InvalidInputError(
                 f"unknown parameter(s) {', '.join(unknown)}; "
                 f"known: {', '.join(model.compiled.param_names)}."
+            )
+        if DECAY_PARAMETER in params and _differs(params[DECAY_PARAMETER], merged[DECAY_PARAMETER]):
+            raise InvalidInputError(
+                f"{DECAY_PARAMETER} follows the model's nuclide ({model.nuclide}) and cannot be "
+                "overridden; build the model with another nuclide instead."
             )
         merged.update(params)
     return merged
