@@ -39,7 +39,7 @@ from calibration._errors import (
     SolverFailureWarning,
 )
 from calibration._observations import Observations
-from calibration._priors import Prior
+from calibration._priors import Prior, check_level
 from pbpk._errors import InvalidInputError
 
 __all__ = ["CHAIN_METHODS", "LIKELIHOOD_SIMULATE_OPTIONS", "METHODS", "LogPosterior", "Posterior", "Prediction", "calibrate", "log_posterior"]
@@ -260,6 +260,10 @@ class LogPosterior:
 
     def _z(self, log_params):
         p = self._problem
+        if isinstance(log_params, Mapping) or np.shape(log_params) != (len(self.names),):
+            raise InvalidInputError(
+                f"give the {len(self.names)} log-parameters as one vector in the order of .names "
+                f"({', '.join(self.names)}); got {type(log_params).__name__} of shape {np.shape(log_params)}.")
         return (jnp.asarray(log_params, dtype=float) - p.data[0]) / p.data[1]
 
     def __call__(self, log_params) -> float:
@@ -380,6 +384,7 @@ class Posterior:
 
     def interval(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
         """Central credible interval per parameter (natural units)."""
+        level = check_level(level)
         lo, hi = np.quantile(self.log_samples, [0.5 - level / 2, 0.5 + level / 2], axis=0)
         return {n: (float(np.exp(lo[i])), float(np.exp(hi[i]))) for i, n in enumerate(self.names)}
 
@@ -417,6 +422,7 @@ class Posterior:
         central ``level`` interval (natural units), R-hat and ESS (NUTS) and ``informed``."""
         import pandas as pd
 
+        level = check_level(level)
         qlo, qhi = 0.5 - level / 2, 0.5 + level / 2
         lo, med, hi = np.quantile(self.log_samples, [qlo, 0.5, qhi], axis=0)
         pvp = self.prior_vs_posterior()

@@ -44,7 +44,7 @@ import numpy as np
 from calibration._errors import ConvergenceWarning, ObservationError, PriorError
 from calibration._inference import Posterior, calibrate
 from calibration._observations import Observations
-from calibration._priors import LogNormal, Prior
+from calibration._priors import LogNormal, Prior, check_level
 from pbpk._errors import InvalidInputError
 
 __all__ = ["PopulationPosterior", "calibrate_population", "population_log_likelihood"]
@@ -84,6 +84,7 @@ class PopulationPosterior:
     def interval(self, level: float = 0.9) -> dict[str, dict[str, tuple[float, float]]]:
         """Central credible intervals: ``{"median": {name: (lo, hi)}, "spread": {...}}``
         (population median in natural units, spread as log-sd)."""
+        level = check_level(level)
         q = [0.5 - level / 2, 0.5 + level / 2]
         mu = self.reference_prior.log_loc + self.shift_draws
         lo_m, hi_m = np.quantile(mu, q, axis=0)
@@ -237,6 +238,12 @@ def calibrate_population(
         fits = list(patient_posteriors)
         if len(fits) != n:
             raise InvalidInputError(f"{len(fits)} patient posteriors for {n} patients.")
+        for i, (f, pr) in enumerate(zip(fits, priors)):
+            if tuple(getattr(f, "names", ())) != tuple(pr.names):
+                raise InvalidInputError(
+                    f"patient posterior {i} is over ({', '.join(getattr(f, 'names', ()))}) but the prior "
+                    f"over ({', '.join(pr.names)}); calibrate each patient with this prior (same "
+                    "parameters, same order).")
     stage1_s = time.perf_counter() - t0
     Ls, etas, clipped = [], [], 0
     for f, pr in zip(fits, priors):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from calibration._errors import PriorError, UnknownParameterError
+from pbpk._errors import InvalidInputError
 
 __all__ = ["DEFAULT_CV", "LogNormal", "Prior"]
 
@@ -82,7 +83,7 @@ class LogNormal:
     def interval(self, level: float = 0.9) -> tuple[float, float]:
         from scipy.stats import norm
 
-        q = norm.ppf(0.5 + level / 2)
+        q = norm.ppf(0.5 + check_level(level) / 2)
         return (math.exp(self.log_loc - q * self.log_scale), math.exp(self.log_loc + q * self.log_scale))
 
 
@@ -123,6 +124,12 @@ class Prior:
         params = dict(model.parameters)
         if parameters is None:
             parameters = _default_names(params)
+        parameters = list(parameters)
+        unused = sorted(set(cv or {}) - set(parameters))
+        if unused:
+            raise UnknownParameterError(
+                f"cv gives {', '.join(unused)}, which the prior does not include (it has "
+                f"{', '.join(parameters)}); add them to parameters=... or check the spelling.")
         out = []
         for name in parameters:
             if name not in params:
@@ -130,7 +137,11 @@ class Prior:
                     f"the model has no parameter {name!r}; known: {', '.join(sorted(params))}.")
             c, src = _default_cv(name)
             if cv and name in cv:
-                c, src = float(cv[name]), "user-set CV around the model value"
+                try:
+                    c = float(cv[name])
+                except (TypeError, ValueError):
+                    raise PriorError(f"cv[{name!r}] = {cv[name]!r} must be a number (e.g. 0.3 for 30 %).") from None
+                src = "user-set CV around the model value"
             value = float(params[name])
             if value <= 0:
                 raise PriorError(f"{name} = {value} in the model; a log-normal prior needs a value > 0.")
@@ -230,6 +241,7 @@ class Prior:
         """pandas DataFrame: median, CV, log-scale sd, central ``level`` interval and source."""
         import pandas as pd
 
+        level = check_level(level)
         rows = []
         for e in self.entries:
             lo, hi = e.interval(level)
@@ -266,6 +278,13 @@ class Prior:
     def __repr__(self) -> str:
         body = ", ".join(f"{e.name}~LN({e.median:.3g}, cv={e.cv:g})" for e in self.entries)
         return f"Prior({body})"
+
+
+def check_level(level) -> float:
+    """A central interval's probability, checked to lie in (0, 1)."""
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
+        raise InvalidInputError(f"level = {level!r} must lie strictly between 0 and 1 (e.g. 0.9, not 90).")
+    return float(level)
 
 
 def _default_cv(name: str) -> tuple[float, str]:
