@@ -167,7 +167,8 @@ class Observations:
         cols = {k: [] for k in ("region", "time_h", "value", "unit", "cv", "floor",
                                 "recovery_coefficient", "rc_cv")}
         for i, row in enumerate(rows):
-            missing = [k for k in ("region", "time_h", "value", "unit") if k not in row or row[k] is None]
+            missing = [k for k in ("region", "time_h", "value", "unit") if k not in row or row[k] is None
+                       or (k in ("region", "unit") and _blank(row[k]))]
             if missing:
                 raise ObservationError(f"observation record {i} lacks {', '.join(missing)}.")
             region = str(row["region"])
@@ -345,6 +346,11 @@ def _replace(obs: Observations, **changes) -> Observations:
                                        "recovery_coefficient", "rc_cv", "agent", "source")}
     kw.update(changes)
     return Observations(**kw)
+
+
+def _blank(v) -> bool:
+    """A missing cell: None, NaN (an empty CSV/DataFrame cell) or an empty string."""
+    return v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
 def _number(v, name, i) -> float:

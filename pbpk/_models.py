@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from functools import lru_cache
 from importlib import resources
+
+import numpy as np
 
 from pbpk._errors import InvalidInputError
 from pbpk._graph import Compartment, ModelGraph, binding, exchange, flow, transfer
@@ -231,13 +234,21 @@ def _apply_calibration(p: dict, src: dict, key: str) -> None:
 
 def _tumours(volumes_l, densities, default_density: float, what: str) -> tuple[dict, tuple]:
     """Validated tumour volumes {"tumour1": L, ...} and their receptor densities (nmol/L)."""
-    vols = tuple(float(v) for v in volumes_l)
-    dens = tuple(densities or (default_density,) * len(vols))
+    try:
+        vols = tuple(float(v) for v in np.atleast_1d(np.asarray(volumes_l, dtype=float)))
+        dens = (tuple(float(d) for d in np.atleast_1d(np.asarray(densities, dtype=float)))
+                if densities is not None else (default_density,) * len(vols))
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what}_volumes_l and {what}_receptor_nmol_per_l must be numbers "
+                                f"(L and nmol/L), one per tumour.") from None
     if len(dens) != len(vols):
         raise InvalidInputError(f"give one receptor density per tumour ({what}_receptor_nmol_per_l).")
     for i, v in enumerate(vols):
         if not 0 < v < 5:
             raise InvalidInputError(f"{what}_volumes_l[{i}] = {v} L must be between 0 and 5 L.")
+    for i, d in enumerate(dens):
+        if not (math.isfinite(d) and d > 0):
+            raise InvalidInputError(f"{what}_receptor_nmol_per_l[{i}] = {d} must be a finite density > 0 nmol/L.")
     return {f"tumour{i + 1}": v for i, v in enumerate(vols)}, dens
 
 
@@ -294,8 +305,10 @@ def psma_model(
         raise InvalidInputError(f"{lig.name} targets {lig.target}; use sstr_model() for it.")
     phys = physiology or Physiology.reference("male")
     tumours, dens = _tumours(lesion_volumes_l, lesion_receptor_nmol_per_l, 50.0, "lesion")
-    if tumour_rest_volume_l < 0:
-        raise InvalidInputError("tumour_rest_volume_l must be >= 0.")
+    if (isinstance(tumour_rest_volume_l, bool) or not isinstance(tumour_rest_volume_l, (int, float, np.floating))
+            or not math.isfinite(tumour_rest_volume_l) or tumour_rest_volume_l < 0):
+        raise InvalidInputError(f"tumour_rest_volume_l = {tumour_rest_volume_l!r} must be a finite volume "
+                                ">= 0 L (0 to omit the tumour rest).")
     if tumour_rest_volume_l > 0:
         tumours["tumour_rest"] = float(tumour_rest_volume_l)
     receptor = [*tumours, "salivary", *(["lacrimal"] if lacrimal else []), "prostate", "liver",

@@ -49,3 +49,25 @@ def test_schedule_acceptance_does_not_depend_on_entry_order():
     a = pbpk.Schedule((A(100.0, infusion_h=1.0), A(100.0)))
     b = pbpk.Schedule((A(100.0), A(100.0, infusion_h=1.0)))
     assert a.administrations == b.administrations
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"lesion_receptor_nmol_per_l": (-50.0,)}, "finite density"),
+    ({"lesion_receptor_nmol_per_l": (float("nan"),)}, "finite density"),
+    ({"tumour_rest_volume_l": float("nan")}, "tumour_rest_volume_l"),
+    ({"tumour_rest_volume_l": None}, "tumour_rest_volume_l"),
+    ({"lesion_volumes_l": ("abc",)}, "must be numbers"),
+])
+def test_tumour_arguments_are_checked_where_they_enter(kw, match):
+    with pytest.raises(pbpk.InvalidInputError, match=match):
+        pbpk.psma_model(**kw)
+
+
+def test_a_single_lesion_volume_and_a_density_array_are_accepted():
+    a = pbpk.psma_model(lesion_volumes_l=0.02)
+    b = pbpk.psma_model(lesion_volumes_l=(0.02,))
+    assert a.parameters == b.parameters
+    c = pbpk.psma_model(lesion_volumes_l=(0.02, 0.01), lesion_receptor_nmol_per_l=np.array([50.0, 60.0]))
+    # receptor amount = density x lesion (interstitial) volume: 60 nM in the second lesion
+    assert c.parameters["R_tumour2"] / c.parameters["R_tumour1"] == pytest.approx(
+        60.0 * c.parameters["V_tumour2_int"] / (50.0 * c.parameters["V_tumour1_int"]), rel=1e-12)

@@ -198,12 +198,13 @@ def test_bad_inputs_raise_typed_errors(call, error, text):
 
 def test_analytic_decay_form_equals_two_species_solve():
     """One bolus is solved in the decay-free form (hot = f exp(-lambda t) total); the general
-    two-species system must give the same answer. A second administration after the last
-    output time forces the general path without changing the result."""
+    two-species system must give the same answer. An infusion of 3.6 us (no longer a bolus)
+    forces the general path; it delays the dose by 1.8 us on average, a relative change far
+    below the tolerances here."""
     model = pbpk.psma_model()
     t = np.array([0.5, 6.0, 24.0, 168.0, 1000.0])
     one = pbpk.simulate(model, pbpk.Schedule.single(7400.0), t, rtol=1e-10, atol=1e-13)
-    general = pbpk.simulate(model, pbpk.Schedule.cycles(7400.0, 2, interval_h=1500.0), t,
+    general = pbpk.simulate(model, pbpk.Schedule.single(7400.0, infusion_h=1e-9), t,
                             rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(one.activity_mbq, general.activity_mbq, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(one.tia_mbq_h, general.tia_mbq_h, rtol=1e-8)

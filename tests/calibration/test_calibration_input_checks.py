@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from linear_gaussian_case import PRIOR, closed_form, linear_model, observations
 
 import pbpk
 from calibration import LogNormal, Prior, calibrate, calibrate_population, log_posterior
 from calibration._errors import UnknownParameterError
-from linear_gaussian_case import PRIOR, closed_form, linear_model, observations
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +66,14 @@ def test_prior_interval_is_the_log_normal_quantile():
     s = math.sqrt(math.log1p(0.8**2))
     lo, hi = e.interval(0.9)
     np.testing.assert_allclose([lo, hi], [2.0 * math.exp(-1.644854 * s), 2.0 * math.exp(1.644854 * s)], rtol=1e-6)
+
+
+def test_an_empty_region_cell_is_a_missing_value():
+    import pandas as pd
+
+    from calibration import ObservationError, Observations
+
+    df = pd.DataFrame({"region": ["kidney", np.nan], "time_h": [1.0, 1.0], "value": [1.0, 2.0],
+                       "unit": ["MBq", "MBq"]})
+    with pytest.raises(ObservationError, match="record 1 lacks region"):
+        Observations.from_records(df)
