@@ -86,26 +86,24 @@ LIGANDS: dict[str, Ligand] = {
 
 
 def get_ligand(name: str) -> Ligand:
-    """Look up a ligand by name (case-insensitive; '177Lu-' style prefixes are ignored)."""
-    text = name.strip()
-    m = re.match(r"^(\d{1,3})([A-Za-z]{1,2})-(.+)$", text)  # "177Lu-PSMA-617"
-    key = (m.group(3) if m else text).lower()
-    hits = [LIGANDS[k] for k in LIGANDS if k.lower() == text.lower()]
-    if not hits and m:
-        nuclide = f"{m.group(2).capitalize()}-{m.group(1)}"
-        named = [LIGANDS[k] for k in LIGANDS if k.lower().endswith(key) and
-                 (k.lower() == key or k.lower().endswith("-" + key))]
-        same = [lig for lig in named if lig.default_nuclide == nuclide]
-        if same:
-            return same[0]  # "68Ga-DOTATATE" -> Ga-DOTATATE
+    """Look up a ligand by name (case-insensitive). A nuclide prefix ('177Lu-', '68Ga-') picks
+    the form labelled with that nuclide ('68Ga-DOTATATE' is Ga-DOTATATE) and is refused when
+    the ligand is labelled with another one."""
+    by_name = {k.lower(): v for k, v in LIGANDS.items()}
+    text = name.strip().lower()
+    if text in by_name:
+        return by_name[text]
+    m = re.match(r"^(\d{1,3})([a-z]{1,2})-(.+)$", text)  # "177lu-psma-617"
+    if m:
+        mass, element, base = m.groups()
+        nuclide = f"{element.capitalize()}-{mass}"
+        named = [by_name[k] for k in (base, f"{element}-{base}") if k in by_name]
+        for lig in named:
+            if lig.default_nuclide == nuclide:
+                return lig
         if named:
             raise UnknownNameError(
                 f"ligand {name!r}: {', '.join(lig.name for lig in named)} is labelled with "
                 f"{', '.join(sorted({lig.default_nuclide for lig in named}))}, not {nuclide}; name the "
-                f"ligand without the prefix and choose the nuclide with nuclide=...")
-    for known in LIGANDS:
-        if key == known.lower():
-            return LIGANDS[known]
-    if hits:
-        return hits[0]
+                "ligand without the prefix and choose the nuclide with nuclide=...")
     raise UnknownNameError(f"ligand {name!r} is not known; known ligands: {', '.join(LIGANDS)}.")
