@@ -245,6 +245,15 @@ def _functions(problem: _Problem) -> dict:
     return fns
 
 
+def read_only(a):
+    """A read-only numpy copy of ``a`` (``None`` stays ``None``)."""
+    if a is None:
+        return None
+    out = np.array(a)
+    out.flags.writeable = False
+    return out
+
+
 # ============================================================================ public objective
 @dataclass(frozen=True, eq=False)
 class LogPosterior:
@@ -356,6 +365,13 @@ class Posterior:
     chains: np.ndarray | None = None
     informed_threshold: float = 0.8
     _extra: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # the draws are the result: read-only copies, so no caller edits them in place
+        for name in ("log_samples", "map_log", "chains"):
+            object.__setattr__(self, name, read_only(getattr(self, name)))
+        object.__setattr__(self, "_extra", {k: read_only(v) if isinstance(v, np.ndarray) else v
+                                            for k, v in self._extra.items()})
 
     # ------------------------------------------------------------------ samples
     @property

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from calibration._errors import ConvergenceWarning, ObservationError, PriorError
-from calibration._inference import Posterior, calibrate
+from calibration._inference import Posterior, calibrate, read_only
 from calibration._observations import Observations
 from calibration._priors import LogNormal, Prior, check_level
 from pbpk._errors import InvalidInputError
@@ -69,6 +69,11 @@ class PopulationPosterior:
     reference_prior: Prior
     diagnostics: dict
     _info: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("shift_draws", "spread_draws"):
+            object.__setattr__(self, name, read_only(getattr(self, name)))
+        object.__setattr__(self, "patients", tuple(self.patients))
 
     @property
     def median(self) -> dict[str, float]:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pbpk._errors import GraphError, UnknownNameError
+from pbpk._frozen import FrozenMap
 
 __all__ = [
     "Compartment",
@@ -202,7 +203,7 @@ class ModelGraph:
     def __post_init__(self) -> None:
         object.__setattr__(self, "compartments", tuple(self.compartments))
         object.__setattr__(self, "processes", tuple(self.processes))
-        object.__setattr__(self, "metadata", dict(self.metadata))
+        object.__setattr__(self, "metadata", FrozenMap(self.metadata))
         self.validate()
 
     # ------------------------------------------------------------------ queries

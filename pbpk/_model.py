@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from pbpk._compile import DECAY_PARAMETER, CompiledGraph, compile_graph
 from pbpk._errors import InvalidInputError, UnknownNameError
+from pbpk._frozen import FrozenMap
 from pbpk._graph import ModelGraph
 from pbpk._nuclides import get_nuclide
 
@@ -39,16 +40,27 @@ class PBPKModel:
     def __post_init__(self) -> None:
         nuc = get_nuclide(self.nuclide)
         object.__setattr__(self, "nuclide", nuc.name)
-        params = {k: float(v) for k, v in dict(self.parameters).items()}
+        if not isinstance(self.parameters, Mapping):
+            raise InvalidInputError(
+                f"parameters must be a mapping of name to value, got {type(self.parameters).__name__}."
+            )
+        params = {}
+        for k, v in self.parameters.items():
+            try:
+                params[k] = float(v)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"parameter {k!r} = {v!r} of model {self.graph.name!r} is not a number; give a float."
+                ) from None
         params[DECAY_PARAMETER] = nuc.decay_constant_per_h
         missing = [n for n in self.compiled.param_names if n not in params]
         if missing:
             raise UnknownNameError(
                 f"model {self.graph.name!r} lacks default values for: {', '.join(missing)}."
             )
-        object.__setattr__(self, "parameters", params)
-        object.__setattr__(self, "sources", dict(self.sources))
-        object.__setattr__(self, "organ_volumes_l", dict(self.organ_volumes_l))
+        object.__setattr__(self, "parameters", FrozenMap(params))
+        object.__setattr__(self, "sources", FrozenMap(self.sources))
+        object.__setattr__(self, "organ_volumes_l", FrozenMap(self.organ_volumes_l))
 
     def __hash__(self) -> int:
         return hash((self.graph, self.nuclide, tuple(sorted(self.parameters.items()))))
@@ -85,7 +97,7 @@ class PBPKModel:
             raise InvalidInputError(
                 f"{DECAY_PARAMETER} follows the nuclide; use with_nuclide() to change it."
             )
-        merged = {**self.parameters, **{k: float(v) for k, v in overrides.items()}}
+        merged = {**self.parameters, **overrides}  # converted and checked in __post_init__
         srcs = {**self.sources, **{k: "user override" for k in overrides}}
         return dataclasses.replace(self, parameters=merged, sources=srcs)
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pbpk._errors import InvalidInputError, UnknownNameError
+from pbpk._frozen import FrozenMap
 from pbpk._labs import absolute_gfr_ml_min, bsa_mosteller_m2, egfr_ckd_epi_2021
 
 __all__ = ["Physiology", "REFERENCE_ORGAN_VOLUMES_L", "ORGANS"]
@@ -145,7 +146,7 @@ class Physiology:
                     "litres between 0 and 10 (e.g. 0.3 for a kidney pair)."
                 )
             vols[organ] = fv
-        object.__setattr__(self, "organ_volumes_l", vols)
+        object.__setattr__(self, "organ_volumes_l", FrozenMap(vols))
 
     # --------------------------------------------------------------- constructors
     @classmethod

@@ -49,6 +49,17 @@ def test_map_only(obs):
     assert post.diagnostics["map_converged"]
 
 
+def test_posterior_draws_are_read_only(obs):
+    post = calibrate(linear_model, None, obs, PRIOR, method="laplace", num_samples=200)
+    for arr in (post.log_samples, post.map_log, post.covariance_log):
+        with pytest.raises(ValueError, match="read-only"):
+            arr[0] = 0.0
+    # the derived dictionaries are fresh copies the caller may edit
+    s = post.samples
+    s["a"][0] = -1.0
+    assert np.all(post.samples["a"] > 0)
+
+
 def test_svi_matchesclosed_form(obs):
     mean, cov = closed_form(obs)
     post = calibrate(linear_model, None, obs, PRIOR, method="svi", svi_steps=3000, learning_rate=0.02,

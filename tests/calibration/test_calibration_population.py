@@ -138,6 +138,14 @@ def test_stage_two_posterior_matches_grid_integration():
     assert pop.shift_draws[:, 0].std() == pytest.approx(sd_d, rel=0.15)
 
 
+def test_population_draws_are_read_only(population):
+    _, pop = population
+    with pytest.raises(ValueError, match="read-only"):
+        pop.shift_draws[0, 0] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        pop.patients[0].log_samples[0, 0] = 0.0
+
+
 def test_needs_two_patients():
     with pytest.raises(ObservationError, match="at least 2"):
         calibrate_population(linear_model, None, _patients(1, seed=0), PRIOR)
