@@ -48,6 +48,7 @@ import numpy as np
 from pbpk._compile import compile_graph
 from pbpk._dosing import Administration, Schedule
 from pbpk._errors import GraphError, InvalidInputError, SolverError, UnknownNameError
+from pbpk._frozen import FrozenMap
 from pbpk._graph import Compartment, ModelGraph, flow, parse_factor
 from pbpk._model import PBPKModel
 from pbpk._nuclides import (
@@ -320,10 +321,10 @@ class FreeDaughter:
                 f"entry compartment(s) {', '.join(map(repr, bad))} of {self.nuclide} are not in its "
                 f"graph; known: {', '.join(sorted(names))}."
             )
-        object.__setattr__(self, "parameters", params)
-        object.__setattr__(self, "release", release)
-        object.__setattr__(self, "entry", entry)
-        object.__setattr__(self, "sources", dict(self.sources))
+        object.__setattr__(self, "parameters", FrozenMap(params))
+        object.__setattr__(self, "release", FrozenMap(release))
+        object.__setattr__(self, "entry", FrozenMap(entry))
+        object.__setattr__(self, "sources", FrozenMap(self.sources))
         object.__setattr__(self, "assumptions", tuple(self.assumptions))
 
     def release_fraction(self, space: str) -> float:
@@ -864,6 +865,7 @@ def simulate_chain(
         _as_schedule,
         _as_times,
         _dose_inputs,
+        _injected_mbq,
         _merged_parameters,
         _segments,
     )
@@ -888,8 +890,7 @@ def simulate_chain(
     system = _build_system(chain)
     opts = (("rtol", float(rtol)), ("atol", float(atol)), ("max_steps", int(max_steps)))
     ref = _SystemRef(system, _structure_key(chain))
-    injected = tuple(float(sum(a.activity_mbq for a in schedule.administrations if a.time_h <= t))
-                     for t in times)
+    injected = tuple(_injected_mbq(schedule, float(t)) for t in times)
     fn = _jitted_chain((parent.graph, parent.nuclide), ref, segs, out_map,
                        tuple(times.tolist()), injected, opts)
     p = cg.pack(merged)

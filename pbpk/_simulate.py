@@ -47,7 +47,8 @@ class SimulationResult(eqx.Module):
     urine_fraction: (T,) cumulative ligand excreted in urine as a fraction of the ligand
         administered so far (equals the decay-corrected fraction of injected activity).
     mass_balance_residual: (T,) (ligand in all compartments - ligand administered) / administered.
-    injected_activity_mbq: (T,) activity administered up to each time.
+    injected_activity_mbq: (T,) activity administered up to each time (an infusion counts in
+        proportion to the part already infused).
     compartment_activity_mbq: (T, C) activity per compartment, or ``None`` unless requested.
     status: solver status, 0 on success (see ``STATUS_MESSAGES``).
     n_steps: accepted solver steps (summed over segments).
@@ -355,6 +356,18 @@ def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs
 
 
 @lru_cache(maxsize=128)
+def _injected_mbq(schedule: Schedule, t: float) -> float:
+    """Activity administered up to ``t`` (MBq, each administration's activity at its start): a
+    bolus counts from its time on, an infusion in proportion to the part already infused."""
+    total = 0.0
+    for a in schedule.administrations:
+        if a.infusion_h > 0:
+            total += a.activity_mbq * min(max((t - a.time_h) / a.infusion_h, 0.0), 1.0)
+        elif a.time_h <= t:
+            total += a.activity_mbq
+    return total
+
+
 def _jitted(graph, nuclide, segs, out_map, continues, injected_key, times_key, subcompartments,
             opts_key, batched=False, analytic=False):
     """The compiled simulation for one graph, nuclide, schedule structure and output grid."""
@@ -398,7 +411,7 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     bolus, infusion = _dose_inputs(model, schedule, segs)
     opts = (("solver", solver), ("rtol", float(rtol)), ("atol", float(atol)),
             ("max_steps", int(max_steps)), ("mode", mode))
-    injected = [sum(a.activity_mbq for a in schedule.administrations if a.time_h <= t) for t in times]
+    injected = [_injected_mbq(schedule, t) for t in times]
     continues = tuple(bool(c) for c in np.isnan(infusion[:, 0]))
     infusion = np.nan_to_num(infusion)
     # one bolus: hot = f exp(-lambda t) x total exactly, so the decay-free system is solved
@@ -421,6 +434,11 @@ def _differs(value, reference: float) -> bool:
 def _merged_parameters(model: PBPKModel, params) -> dict:
     """The model's parameters with ``params`` (a mapping, possibly traced values) on top."""
     merged = dict(model.parameters)
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidInputError(
+            f"params must be a mapping of parameter name to value (e.g. {{'R_kidney': 20.0}}), "
+            f"got {type(params).__name__}."
+        )
     if params:
         unknown = [k for k in params if k not in merged]
         if unknown:
@@ -438,6 +456,8 @@ def _merged_parameters(model: PBPKModel, params) -> dict:
 
 
 def _as_times(times_h) -> np.ndarray:
+    if times_h is None or isinstance(times_h, str):
+        raise InvalidInputError(f"times_h must be a sequence of numbers (hours), got {times_h!r}.")
     try:
         t = np.asarray(times_h, dtype=float).reshape(-1)
     except (TypeError, ValueError):
@@ -546,7 +566,19 @@ def simulate_cohort(
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise InvalidInputError(f"chunk_size = {chunk_size!r} must be a positive integer.")
-    batch = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+    if not isinstance(params, Mapping):
+        raise InvalidInputError(
+            "params must be a mapping of parameter name to an array with one value per patient "
+            f"(e.g. {{'R_kidney': [10.0, 20.0]}}), got {type(params).__name__}."
+        )
+    batch = {}
+    for k, v in params.items():
+        try:
+            batch[k] = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"params[{k!r}] must be numbers, one per patient; got {v!r}."
+            ) from None
     sizes = {v.shape[0] if v.ndim else None for v in batch.values()}
     if len(sizes) != 1 or None in sizes:
         raise InvalidInputError(

@@ -116,6 +116,8 @@ def test_multiple_cycles_and_infusion_conserve_mass():
     np.testing.assert_allclose(np.asarray(res.activity_mbq)[0].sum(), 7400.0 / 0.5 * 0.25 * math.exp(-lam * 0.25), rtol=1e-9)
     expect_hot = 7400.0 * math.exp(-lam * 2000.0) + 6000.0 * math.exp(-lam * (2000.0 - 1008.0))
     np.testing.assert_allclose(np.asarray(res.activity_mbq)[-1].sum(), expect_hot, rtol=1e-9)
+    # the injected activity counts the infused part: half of 7400 MBq at 0.25 h of a 0.5 h infusion
+    np.testing.assert_allclose(np.asarray(res.injected_activity_mbq)[:3], [3700.0, 7400.0, 7400.0], rtol=1e-12)
     # the second bolus appears at 1008 h (right-continuous output)
     assert res.injected_activity_mbq[4] == pytest.approx(13400.0)
 
