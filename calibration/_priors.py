@@ -125,6 +125,10 @@ class Prior:
         if parameters is None:
             parameters = _default_names(params)
         parameters = list(parameters)
+        if cv is not None and not isinstance(cv, Mapping):
+            raise PriorError(
+                f"cv must be a mapping of parameter name to CV (e.g. {{'R_kidney': 0.5}}), got "
+                f"{type(cv).__name__}.")
         unused = sorted(set(cv or {}) - set(parameters))
         if unused:
             raise UnknownParameterError(

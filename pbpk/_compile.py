@@ -353,7 +353,13 @@ def check_parameter_values(compiled: CompiledGraph, params: Mapping[str, object]
         value = params[name]
         if isinstance(value, jax.core.Tracer):
             continue
-        arr = np.asarray(value, dtype=float)
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"parameter {name!r} = {value!r} is not a number; give a float (or an array of "
+                "floats for a cohort)."
+            ) from None
         if not np.all(np.isfinite(arr)):
             raise InvalidInputError(f"parameter {name!r} = {value!r} is not finite; give a finite number.")
         if name in volumes and np.any(arr <= 0):

@@ -93,7 +93,16 @@ class Schedule:
     administrations: tuple[Administration, ...]
 
     def __post_init__(self) -> None:
-        adm = tuple(self.administrations)
+        if isinstance(self.administrations, Administration):
+            adm = (self.administrations,)
+        else:
+            try:
+                adm = tuple(self.administrations)
+            except TypeError:
+                raise InvalidInputError(
+                    "a schedule takes a sequence of Administration objects (e.g. "
+                    f"pbpk.Schedule((pbpk.Administration(7400.0),))), got {self.administrations!r}."
+                ) from None
         if not adm:
             raise InvalidInputError("a schedule needs at least one administration.")
         for a in adm:

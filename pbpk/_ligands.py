@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pbpk._errors import UnknownNameError
+from pbpk._errors import InvalidInputError, UnknownNameError
 
 __all__ = ["Ligand", "LIGANDS", "get_ligand"]
 
@@ -89,6 +89,10 @@ def get_ligand(name: str) -> Ligand:
     """Look up a ligand by name (case-insensitive). A nuclide prefix ('177Lu-', '68Ga-') picks
     the form labelled with that nuclide ('68Ga-DOTATATE' is Ga-DOTATATE) and is refused when
     the ligand is labelled with another one."""
+    if not isinstance(name, str):
+        raise InvalidInputError(
+            f"ligand name must be a string such as 'PSMA-617', got {name!r} ({type(name).__name__})."
+        )
     by_name = {k.lower(): v for k, v in LIGANDS.items()}
     text = name.strip().lower()
     if text in by_name:

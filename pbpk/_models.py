@@ -261,6 +261,17 @@ def _organ_volumes(phys: Physiology, receptor, tumours: dict) -> dict[str, float
     return organs
 
 
+def _physiology(physiology) -> Physiology:
+    if physiology is None:
+        return Physiology.reference("male")
+    if not isinstance(physiology, Physiology):
+        raise InvalidInputError(
+            f"physiology must be a pbpk.Physiology (e.g. pbpk.Physiology.for_patient(...)), got "
+            f"{type(physiology).__name__}."
+        )
+    return physiology
+
+
 def psma_model(
     ligand: str = "PSMA-617",
     nuclide: str | None = None,
@@ -303,7 +314,7 @@ def psma_model(
     lig = get_ligand(ligand)
     if lig.target != "PSMA":
         raise InvalidInputError(f"{lig.name} targets {lig.target}; use sstr_model() for it.")
-    phys = physiology or Physiology.reference("male")
+    phys = _physiology(physiology)
     tumours, dens = _tumours(lesion_volumes_l, lesion_receptor_nmol_per_l, 50.0, "lesion")
     if (isinstance(tumour_rest_volume_l, bool) or not isinstance(tumour_rest_volume_l, (int, float, np.floating))
             or not math.isfinite(tumour_rest_volume_l) or tumour_rest_volume_l < 0):
@@ -370,7 +381,7 @@ def sstr_model(
     lig = get_ligand(ligand)
     if lig.target != "SSTR2":
         raise InvalidInputError(f"{lig.name} targets {lig.target}; use psma_model() for it.")
-    phys = physiology or Physiology.reference("male")
+    phys = _physiology(physiology)
     tumours, dens = _tumours(tumour_volumes_l, tumour_receptor_nmol_per_l, 34.0, "tumour")
     receptor = [*tumours, "spleen", "liver", "adrenals", "thyroid", "gi"]
     organs = _organ_volumes(phys, receptor, tumours)

@@ -71,3 +71,21 @@ def test_a_single_lesion_volume_and_a_density_array_are_accepted():
     # receptor amount = density x lesion (interstitial) volume: 60 nM in the second lesion
     assert c.parameters["R_tumour2"] / c.parameters["R_tumour1"] == pytest.approx(
         60.0 * c.parameters["V_tumour2_int"] / (50.0 * c.parameters["V_tumour1_int"]), rel=1e-12)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m: pbpk.Schedule(5), "sequence of Administration"),
+    (lambda m: pbpk.simulate(m, pbpk.Schedule.single(7400.0), None), "times_h"),
+    (lambda m: pbpk.simulate(m, pbpk.Schedule.single(7400.0), [1.0], 5), "params must be a mapping"),
+    (lambda m: pbpk.simulate(m, pbpk.Schedule.single(7400.0), [1.0], {"R_kidney": "a"}), "not a number"),
+    (lambda m: pbpk.simulate_cohort(m, pbpk.Schedule.single(7400.0), [1.0], 5), "params must be a mapping"),
+    (lambda m: pbpk.simulate_cohort(m, pbpk.Schedule.single(7400.0), [1.0], {"R_kidney": ["a", "b"]}),
+     "must be numbers"),
+    (lambda m: m.with_parameters(R_kidney=None), "not a number"),
+    (lambda m: pbpk.psma_model(physiology=5), "pbpk.Physiology"),
+    (lambda m: pbpk.sstr_model(physiology="male"), "pbpk.Physiology"),
+    (lambda m: pbpk.get_ligand(617), "must be a string"),
+])
+def test_wrong_types_get_typed_errors(call, match):
+    with pytest.raises(pbpk.InvalidInputError, match=match):
+        call(pbpk.psma_model())

@@ -57,6 +57,11 @@ def _tumours(pred: TherapyPrediction) -> list[str]:
 
 
 # ============================================================================ sweeps
+def _check_twin(twin) -> None:
+    if not isinstance(twin, Twin):
+        raise TwinInputError(f"give a calibrated twin.Twin (Twin.from_patient(...)), got {type(twin).__name__}.")
+
+
 def scenario_table(twin: Twin, *, activities_gbq: Sequence[float] = (3.7, 5.55, 7.4, 9.25),
                    n_cycles: Sequence[int] = (4,), intervals_weeks: Sequence[float] = (6.0,),
                    ligand_nmol: Sequence[float | None] = (None,), regions: Sequence[str] | None = None,
@@ -74,6 +79,7 @@ def scenario_table(twin: Twin, *, activities_gbq: Sequence[float] = (3.7, 5.55, 
     """
     import pandas as pd
 
+    _check_twin(twin)
     for name, seq in (("activities_gbq", activities_gbq), ("n_cycles", n_cycles),
                       ("intervals_weeks", intervals_weeks), ("ligand_nmol", ligand_nmol)):
         if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray)) or len(seq) == 0:
@@ -282,6 +288,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
     The fixed protocol (``fixed_activity_gbq`` x ``fixed_n_cycles``, same ligand rule and
     interval) is predicted for comparison, with the number of its cycles the limits allow.
     """
+    _check_twin(twin)
     probability = _check_probability(probability)
     n_draws = _check_n_draws(n_draws)
     lo, hi = (float(b) for b in bounds_gbq)

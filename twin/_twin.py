@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -102,9 +103,16 @@ def therapy_schedule(activity_gbq: float | Sequence[float], n_cycles: int = 1, *
     """A therapy schedule in clinical units: ``n_cycles`` of ``activity_gbq`` every
     ``interval_weeks``. Give the ligand amount per cycle (``ligand_nmol``) or the molar activity;
     with neither the agent's default molar activity applies (ligand scales with activity)."""
-    acts = np.atleast_1d(np.asarray(activity_gbq, dtype=float))
-    if not isinstance(n_cycles, (int, np.integer)) or n_cycles < 1:
+    if not isinstance(n_cycles, (int, np.integer)) or isinstance(n_cycles, bool) or n_cycles < 1:
         raise TwinInputError(f"n_cycles = {n_cycles!r} must be a positive integer.")
+    try:
+        acts = np.atleast_1d(np.asarray(activity_gbq, dtype=float))
+    except (TypeError, ValueError):
+        acts = np.array([math.nan])
+    try:
+        interval_weeks = float(interval_weeks)
+    except (TypeError, ValueError):
+        raise TwinInputError(f"interval_weeks = {interval_weeks!r} must be a number of weeks > 0.") from None
     if acts.size not in (1, n_cycles) or not np.all(np.isfinite(acts)) or np.any(acts <= 0):
         raise TwinInputError(f"activity_gbq = {activity_gbq!r}: give one positive activity (GBq) or one "
                              f"per cycle ({n_cycles}).")
@@ -352,8 +360,12 @@ def _limits(limits=None) -> list[dict]:
         table = limits
     elif isinstance(limits, Sequence) and not isinstance(limits, str):
         table = pd.DataFrame([dict(r) for r in limits])
-    else:
+    elif isinstance(limits, (str, os.PathLike)):
         table = dose.oar_limits(limits)
+    else:
+        raise TwinInputError(
+            f"limits must be a table (pandas DataFrame), a CSV path or a list of dicts "
+            f"{{'organ', 'quantity', 'limit_gy'}}; got {type(limits).__name__}.")
     need = {"organ", "quantity", "limit_gy"}
     if not need <= set(table.columns):
         raise TwinInputError(f"limits need the columns {sorted(need)}; got {list(table.columns)}.")
@@ -364,7 +376,10 @@ def _limits(limits=None) -> list[dict]:
         q = str(rec["quantity"])
         if q not in ("absorbed_dose", "bed"):
             raise TwinInputError(f"limit quantity {q!r} for {organ}; use 'absorbed_dose' or 'bed'.")
-        lim = float(rec["limit_gy"])
+        try:
+            lim = float(rec["limit_gy"])
+        except (TypeError, ValueError):
+            lim = math.nan
         if not (math.isfinite(lim) and lim > 0):
             raise TwinInputError(f"limit_gy = {rec['limit_gy']!r} for {organ} must be > 0.")
         out.append({"organ": organ, "region": region, "quantity": q, "limit_gy": lim,

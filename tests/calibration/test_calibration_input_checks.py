@@ -49,6 +49,8 @@ def test_cv_overrides_must_name_prior_parameters():
         Prior.default(m, cv={"R_kidny": 0.9})
     with pytest.raises(pbpk.InvalidInputError, match="must be a number"):
         Prior.default(m, cv={"R_kidney": "abc"})
+    with pytest.raises(pbpk.InvalidInputError, match="cv must be a mapping"):
+        Prior.default(m, cv=0.5)
     assert Prior.default(m, cv={"R_kidney": 0.9})["R_kidney"].cv == 0.9
 
 

@@ -152,6 +152,10 @@ def test_bad_inputs():
         bed_monoexponential(-1.0, 40.0, tissue="kidneys")
     with pytest.raises(pbpk.InvalidInputError):
         bed_monoexponential(1.0, 0.0, tissue="kidneys")
+    with pytest.raises(pbpk.InvalidInputError, match="g_factor must be a number"):
+        bed(10.0, "x", 2.6)
+    with pytest.raises(pbpk.InvalidInputError, match="dose_gy must be a number"):
+        bed_monoexponential("ten", 40.0, tissue="kidneys")
     with pytest.raises(pbpk.InvalidInputError, match="start at 0"):
         g_factor_numerical([1.0, 2.0], [1.0, 0.5], 2.8, 0.01)
     with pytest.raises(pbpk.InvalidInputError):

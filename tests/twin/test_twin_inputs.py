@@ -78,6 +78,15 @@ def test_escalation_with_fixed_ligand_stays_within_what_it_can_carry(twin):
     (lambda tw, p: max_activity(tw, n_draws=0), "n_draws"),
     (lambda tw, p: scenario_table(tw, activities_gbq=[7.4], n_cycles=[2.5], n_draws=16), "n_cycles"),
     (lambda tw, p: scenario_table(tw, activities_gbq=[7.4], quantiles=(5, 95), n_draws=16), "fractions"),
+    # wrong types: a typed error naming the argument, not a bare TypeError/AttributeError
+    (lambda tw, p: tw.predict(activity_gbq="a"), "activity_gbq"),
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_cycles=2, interval_weeks="x"), "interval_weeks"),
+    (lambda tw, p: tw.predict(activity_gbq=7.4, n_cycles=True), "n_cycles"),
+    (lambda tw, p: max_activity(tw, limits=5, n_draws=16), "limits must be"),
+    (lambda tw, p: max_activity(tw, limits=[{"organ": "kidneys", "quantity": "bed", "limit_gy": "x"}],
+                                n_draws=16), "limit_gy"),
+    (lambda tw, p: max_activity(p), "twin.Twin"),
+    (lambda tw, p: scenario_table(None), "twin.Twin"),
 ])
 def test_bad_arguments_raise_typed_errors(twin, pred, call, match):
     with pytest.raises(TwinInputError, match=match):

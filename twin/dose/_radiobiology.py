@@ -180,7 +180,10 @@ def _lq_params(tissue, alpha_beta_gy, repair_half_time_h) -> tuple[float, float]
 def _positive(value, name: str) -> None:
     if isinstance(value, jax.core.Tracer):
         return
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number or an array of numbers, got {value!r}") from None
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise InvalidInputError(f"{name} must be positive and finite, got {value!r}")
 
@@ -188,7 +191,10 @@ def _positive(value, name: str) -> None:
 def _non_negative(value, name: str) -> None:
     if isinstance(value, jax.core.Tracer):
         return
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number or an array of numbers, got {value!r}") from None
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise InvalidInputError(f"{name} must be finite and non-negative, got {value!r}")
 
@@ -322,6 +328,7 @@ def _g_numerical(t, r, mu, lam, substeps):
 def bed(dose_gy, g_factor, alpha_beta_gy) -> jax.Array:
     """``BED = D + G D**2 / (alpha/beta)``, Gy."""
     _non_negative(dose_gy, "dose_gy")
+    _non_negative(g_factor, "g_factor")
     _positive(alpha_beta_gy, "alpha_beta_gy")
     d = jnp.asarray(dose_gy, dtype=jnp.float64)
     return d + jnp.asarray(g_factor, dtype=jnp.float64) * d**2 / alpha_beta_gy
