@@ -706,6 +706,9 @@ class ChainResult:
         name = get_nuclide(nuclide).name
         if name not in self.tia_mbq_h:
             raise UnknownNameError(f"{nuclide!r} is not tracked; tracked: {', '.join(self.nuclides)}.")
+        known = set(self.parent.body_regions).union(*(set(v) for v in self.tia_mbq_h.values()))
+        if region not in known:
+            raise UnknownNameError(f"unknown region {region!r}; body regions: {', '.join(self.parent.body_regions)}.")
         return float(self.tia_mbq_h[name].get(region, 0.0))
 
     def activity(self, nuclide: str, region: str) -> np.ndarray:

@@ -84,6 +84,8 @@ def test_released_bismuth_raises_kidney_dose(ac_result, ac_in_situ_result):
     # the parent is not affected by what its daughters do
     assert ac_result.tia("Ac-225", "kidney") == pytest.approx(
         ac_in_situ_result.tia("Ac-225", "kidney"), rel=1e-6)  # same kinetics, other step sizes
+    with pytest.raises(pbpk.UnknownNameError, match="unknown region"):
+        ac_result.tia("Bi-213", "kidneys")  # a misspelt region is an error, not 0 MBq h
 
 
 def test_kidney_dose_plausible_against_kratochwil_2017(ac_chain, ac_in_situ_result):

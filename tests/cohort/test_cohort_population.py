@@ -128,3 +128,15 @@ def test_bad_keys():
         with pytest.raises(CohortConfigError):
             key_data(bad)
     assert set(COVARIATES) >= {"age_y", "weight_kg", "egfr_ml_min_1_73m2", "tumour_volume_l"}
+
+
+def test_women_in_a_mixed_population_get_female_height_and_weight():
+    # the female defaults are Normal(163 cm, 7) and Normal(70 kg, 14) (ICRP-89 reference
+    # female 163 cm / 60 kg, weight centred on an adult patient cohort); the male 176 cm / 84 kg
+    df = Population("DOTATATE", female_fraction=0.5).sample(0, 400)
+    f = (df["sex"] == "female").to_numpy()
+    assert 150 < f.sum() < 250
+    n_f, n_m = f.sum(), (~f).sum()
+    assert abs(df["height_cm"][f].mean() - 163.0) < 4 * 7.0 / math.sqrt(n_f)
+    assert abs(df["height_cm"][~f].mean() - 176.0) < 4 * 7.0 / math.sqrt(n_m)
+    assert abs(df["weight_kg"][f].mean() - 70.0) < 4 * 14.0 / math.sqrt(n_f)

@@ -77,6 +77,18 @@ def test_missing_injected_activity_for_suv():
         act(np.ones((3, 3, 3))).suv()
 
 
+@pytest.mark.parametrize("value", [0, -5, "abc"])
+def test_injected_activity_must_be_positive(value):
+    m = P.load_masks(image(np.ones((4, 4, 4), np.int16), spacing=(1.0, 1.0, 1.0)), {1: "liver"})
+    with pytest.raises(P.MissingInjectedActivityError, match="positive number of MBq"):
+        P.organ_uptake(act(np.ones((4, 4, 4))), m, injected_activity_mbq=value)
+
+
+def test_default_patient_refuses_an_unknown_modality():
+    with pytest.raises(pbpk.InvalidInputError, match="'PET'"):
+        P.default_patient("CT")
+
+
 def test_creatinine_without_unit():
     with pytest.raises(P.LabUnitError, match="mg/dL"):
         P.read_labs({**LABS, "creatinine_unit": ""})

@@ -121,3 +121,9 @@ def test_bad_limits():
         Limit("kidneys", "eqd2", 23)
     with pytest.raises(CohortConfigError, match="limit_gy"):
         Limit("kidneys", "dose", 0)
+
+
+@pytest.mark.parametrize("cycles", [math.inf, math.nan])
+def test_non_finite_cycles_are_a_config_error(cycles):
+    with pytest.raises(CohortConfigError, match="finite"):
+        Arm("a", cycles=cycles)

@@ -431,6 +431,27 @@ def _draw_fn(population: Population, n_prior: int):
     dists = population.covariates
     ff = population.female_fraction
     ncov = len(dists)
+    # a mixed population draws women's height and weight from the female defaults (unless the
+    # user gave their own distribution), from the same uniform numbers
+    female_dists = {}
+    if 0.0 < ff < 1.0:
+        for name, fdist in (("height_cm", _FEMALE_HEIGHT), ("weight_kg", _FEMALE_WEIGHT)):
+            if dict(dists)[name] == _bounded(name, _DEFAULT_COVARIATES[name]):
+                female_dists[name] = _bounded(name, fdist)
+
+    def sample(d, uc):
+        if isinstance(d, Fixed):
+            return np.full(uc.shape, d.value)
+        if isinstance(d, Uniform):
+            return d.low + (d.high - d.low) * uc
+        if isinstance(d, Normal):
+            loc, scale, lo, hi = d.mean, d.sd, d.low, d.high
+        else:
+            loc, scale = math.log(d.median), math.sqrt(math.log1p(d.cv**2))
+            lo, hi = math.log(d.low), math.log(d.high)
+        pa, pb = ndtr((lo - loc) / scale), ndtr((hi - loc) / scale)
+        x = np.clip(loc + scale * ndtri(pa + uc * (pb - pa)), lo, hi)
+        return x if isinstance(d, Normal) else np.exp(x)
 
     def call(key, ids):
         entropy = [int(k) for k in np.asarray(key, np.uint32)]
@@ -443,20 +464,9 @@ def _draw_fn(population: Population, n_prior: int):
         out = {"z": z, "female": u[..., ncov] < ff}
         for c, (name, d) in enumerate(dists):
             uc = u[..., c]
-            if isinstance(d, Fixed):
-                out[name] = np.full(uc.shape, d.value)
-            elif isinstance(d, Uniform):
-                out[name] = d.low + (d.high - d.low) * uc
-            else:
-                if isinstance(d, Normal):
-                    loc, scale, lo, hi = d.mean, d.sd, d.low, d.high
-                else:
-                    loc, scale = math.log(d.median), math.sqrt(math.log1p(d.cv**2))
-                    lo, hi = math.log(d.low), math.log(d.high)
-                pa, pb = ndtr((lo - loc) / scale), ndtr((hi - loc) / scale)
-                x = loc + scale * ndtri(pa + uc * (pb - pa))
-                x = np.clip(x, lo, hi)
-                out[name] = x if isinstance(d, Normal) else np.exp(x)
+            out[name] = sample(d, uc)
+            if name in female_dists:
+                out[name] = np.where(out["female"], sample(female_dists[name], uc), out[name])
         return out
 
     return call

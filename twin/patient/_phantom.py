@@ -364,6 +364,9 @@ def default_patient(modality: str = "PET") -> Phantom:
     """
     labs = Labs(sex="male", age_y=60.0, weight_kg=73.0, height_cm=176.0, creatinine_mg_dl=0.9,
                 haematocrit=0.40, albumin_g_l=42.0, patient_id="default")
+    if modality not in ("PET", "SPECT"):
+        raise InvalidInputError(f"modality = {modality!r} is not known; use 'PET' (68Ga-PSMA-11 at 1 h) "
+                                "or 'SPECT' (177Lu-PSMA-617 at 24 h).")
     if modality == "PET":
         return make_phantom(0, agent="PSMA-11", modality="PET", labs=labs, tumour_volumes_ml=(12.0, 5.0),
                             tumour_centres_mm=((60.0, -40.0, 200.0), (-90.0, 20.0, 300.0)), times_h=(1.0,))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from twin.patient._errors import MissingInjectedActivityError
 from twin.patient._io import ActivityImage, GeometryMismatchError, Masks
 
 if TYPE_CHECKING:
@@ -89,6 +90,16 @@ def organ_uptake(
             f"masks are not on the image grid ({'; '.join(image.geometry.differences(masks.geometry))});"
             " load them with reference=the image geometry and resample=True."
         )
+    if injected_activity_mbq is not None:
+        try:
+            ok = math.isfinite(float(injected_activity_mbq)) and float(injected_activity_mbq) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise MissingInjectedActivityError(
+                f"injected_activity_mbq = {injected_activity_mbq!r} must be a positive number of MBq "
+                "(e.g. 150 for a 68Ga PET), or None to use the image's own value.")
+        injected_activity_mbq = float(injected_activity_mbq)
     a_inj = injected_activity_mbq if injected_activity_mbq is not None else image.injected_activity_mbq
     names = list(masks.names) if structures is None else [str(s) for s in structures]
     for n in names:

@@ -35,6 +35,8 @@ _ORGANS = ("kidneys", "salivary_glands", "lacrimal_glands", "red_marrow", "liver
 def _positive(owner: str, name: str, value, *, integer: bool = False, allow_zero: bool = False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise CohortConfigError(f"{owner}: {name} = {value!r} must be a number.")
+    if not math.isfinite(float(value)):
+        raise CohortConfigError(f"{owner}: {name} = {value!r} must be a finite number.")
     if integer and float(value) != int(value):
         raise CohortConfigError(f"{owner}: {name} = {value!r} must be a whole number.")
     v = int(value) if integer else float(value)
