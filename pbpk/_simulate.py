@@ -355,7 +355,6 @@ def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs
     )
 
 
-@lru_cache(maxsize=128)
 def _injected_mbq(schedule: Schedule, t: float) -> float:
     """Activity administered up to ``t`` (MBq, each administration's activity at its start): a
     bolus counts from its time on, an infusion in proportion to the part already infused."""
@@ -368,6 +367,7 @@ def _injected_mbq(schedule: Schedule, t: float) -> float:
     return total
 
 
+@lru_cache(maxsize=128)
 def _jitted(graph, nuclide, segs, out_map, continues, injected_key, times_key, subcompartments,
             opts_key, batched=False, analytic=False):
     """The compiled simulation for one graph, nuclide, schedule structure and output grid."""
