@@ -211,3 +211,16 @@ def test_analytic_decay_form_equals_two_species_solve():
     np.testing.assert_allclose(one.activity_mbq, general.activity_mbq, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(one.tia_mbq_h, general.tia_mbq_h, rtol=1e-8)
     np.testing.assert_allclose(one.ligand_nmol, general.ligand_nmol, rtol=1e-7, atol=1e-12)
+
+
+def test_a_repeated_simulation_reuses_its_compiled_program():
+    # the second call with the same structure (other parameter values) must not compile again
+    from pbpk._simulate import _jitted
+
+    model = one_compartment()
+    sched = pbpk.Schedule.single(100.0)
+    pbpk.simulate(model, sched, [1.0, 2.0], {"k_el": 0.1})
+    before = _jitted.cache_info()
+    pbpk.simulate(model, sched, [1.0, 2.0], {"k_el": 0.2})
+    after = _jitted.cache_info()
+    assert after.hits == before.hits + 1 and after.misses == before.misses
