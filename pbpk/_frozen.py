@@ -55,6 +55,3 @@ class FrozenMap(Mapping):
     def copy(self) -> dict:
         """A mutable ``dict`` copy."""
         return dict(self._data)
-
-    def __or__(self, other: Mapping) -> dict:
-        return {**self._data, **dict(other)}
