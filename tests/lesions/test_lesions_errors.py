@@ -104,3 +104,56 @@ def test_tumours_overlapping_an_organ(case):
     comp = L.tumour_compartments(seg)
     with pytest.raises(P.OverlappingLabelsError, match="kidney_left"):
         L.merge_tumour_masks(masks, comp)
+
+
+@pytest.mark.parametrize("build, meant", [
+    (lambda: L.PercentOfMax(0.41), "41"),
+    (lambda: L.PercentOfMax(1.0), ""),  # 1 % or 100 %? 100 is out of range too: no guess
+    (lambda: L.PercentOfMax(percent=0.5, seed_suv=2.0), "50"),
+    (lambda: L.AdaptiveThreshold(0.5), "50"),
+    (lambda: L.PercentOfMax(True), None),
+])
+def test_percent_given_as_a_fraction_is_refused(build, meant):
+    with pytest.raises(L.LesionParameterError, match="percent") as err:
+        build()
+    if meant is not None:
+        assert "given in percent (e.g. 41 for 41 %); got" in str(err.value)
+        assert (f"did you mean {meant}?" in str(err.value)) if meant else ("did you mean" not in str(err.value))
+
+
+def test_percent_above_one_is_accepted():
+    assert L.PercentOfMax(1.5).percent == 1.5
+    assert L.PercentOfMax(41).percent == 41.0
+    assert L.AdaptiveThreshold(99.0).percent == 99.0
+
+
+def test_merge_refuses_unknown_overwrite_names(case):
+    img, masks, _ = case
+    comp = L.tumour_compartments(L.segment_lesions(img, masks))
+    for bad in (("bdy",), "bdy", ("body", "kidney-left")):
+        with pytest.raises(P.UnknownLabelError, match="not a structure of the masks; valid names: "
+                                                      "body, kidney_left") as err:
+            L.merge_tumour_masks(masks, comp, overwrite=bad)
+        assert isinstance(err.value, pbpk.UnknownNameError) and isinstance(err.value, KeyError)
+    with pytest.raises(L.LesionParameterError, match="overwrite"):
+        L.merge_tumour_masks(masks, comp, overwrite=3)
+    merged = L.merge_tumour_masks(masks, comp, overwrite=("body", "kidney_left"))
+    assert merged.names == ("body", "kidney_left", "tumour1")
+    # the default ('body',) needs no 'body' structure
+    kidney = P.Masks(np.where(masks.labels == masks.label_of("kidney_left"), 1, 0).astype(np.int16),
+                     {1: "kidney_left"}, masks.geometry)
+    assert L.merge_tumour_masks(kidney, comp).names == ("kidney_left", "tumour1")
+
+
+def test_boolean_masks_for_lesions(case):
+    """Organ masks given as `mask > 0` arrays (on the default 1 mm grid of an array image)."""
+    img, masks, _ = case
+    arr = P.load_activity_image(np.asarray(img.bq_per_ml), nuclide=img.nuclide,
+                                hours_after_injection=img.hours_after_injection,
+                                injected_activity_mbq=img.injected_activity_mbq, weight_kg=img.weight_kg)
+    bool_masks = P.load_masks({name: np.asarray(masks.labels) == k for k, name in masks.label_table.items()},
+                              reference=arr.geometry)
+    seg = L.segment_lesions(arr, bool_masks, min_volume_ml=0.0)
+    assert seg.n_lesions == 1  # the one sphere of SPHERE; the kidney is excluded
+    merged = L.merge_tumour_masks(bool_masks, L.tumour_compartments(seg))
+    assert merged.names == ("body", "kidney_left", "tumour1")

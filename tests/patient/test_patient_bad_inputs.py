@@ -192,3 +192,107 @@ def test_phantom_bad_arguments(tmp_path, phantom_clean):
     with pytest.raises(pbpk.InvalidInputError, match="overwrite=True"):
         phantom_clean.write(tmp_path / "ph")
     assert list((tmp_path / "ph").iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- review findings
+def _slab():
+    """4 x 4 x 4 float mask with the first two z-slices set: 32 voxels of 1 mm3 (default grid)."""
+    m = np.zeros((4, 4, 4))
+    m[:2] = 1
+    return m
+
+
+def test_boolean_masks_are_accepted():
+    m = _slab()
+    for masks in (P.load_masks({"liver": m > 0}), P.load_masks(m > 0, {1: "liver"})):
+        assert masks.volume_ml("liver") == pytest.approx(32 * 1e-3)  # 32 voxels of 1 mm3
+    tumour = np.zeros((4, 4, 4), bool)
+    tumour[3, 3, 3] = True  # a lesion mask beside an organ mask
+    masks = P.load_masks({"liver": m > 0, "tumour1": tumour})
+    assert masks.volume_ml("tumour1") == pytest.approx(1e-3)
+    pat = P.load_patient(np.ones((4, 4, 4), np.float32), nuclide="68Ga", hours_after_injection=1.0,
+                         masks={"liver": m > 0, "tumour1": tumour})
+    assert pat.masks.names == ("liver", "tumour1") and pat.lesion_volumes_l() == pytest.approx((1e-6,))
+    # Masks built around a boolean array write as a uint8 image
+    img = P.Masks(m > 0, {1: "liver"}, pat.geometry).to_sitk()
+    assert img.GetPixelID() == sitk.sitkUInt8 and sitk.GetArrayFromImage(img).sum() == 32
+
+
+def _vector(pixel=sitk.sitkVectorFloat32):
+    return sitk.Image([4, 4, 4], pixel, 3)
+
+
+@pytest.mark.parametrize("load", [
+    lambda img: P.load_activity_image(img, nuclide="68Ga", hours_after_injection=1.0),
+    lambda img: P.load_masks(img, {1: "liver"}),
+    lambda img: P.load_masks({"liver": img}),
+    lambda img: P.load_patient(np.ones((4, 4, 4), np.float32), nuclide="68Ga", hours_after_injection=1.0,
+                               masks={"liver": _slab() > 0}, ct=img),
+], ids=["activity", "label_map", "mask", "ct"])
+@pytest.mark.parametrize("make", [
+    _vector,
+    lambda: sitk.Image([4, 4, 4], sitk.sitkVectorUInt8, 3),  # RGB
+    lambda: np.ones((4, 4, 4, 3), np.float32),
+    lambda: sitk.Image([4, 4, 4], sitk.sitkComplexFloat32),
+    lambda: np.ones((4, 4, 4), np.complex64),
+], ids=["vector", "rgb", "rgb_array", "complex", "complex_array"])
+def test_multi_component_images_are_refused(load, make):
+    with pytest.raises(P.ImageDimensionError, match="scalar, one (real )?component per voxel"):
+        load(make())
+
+
+def test_multi_component_file_is_refused(tmp_path):
+    path = tmp_path / "rgb.mha"
+    sitk.WriteImage(_vector(), str(path))
+    with pytest.raises(P.ImageDimensionError, match="3 components per voxel.*scalar, one component"):
+        P.read_image(path)
+
+
+@pytest.mark.parametrize("hours, match", [
+    ("abc", "not a number"), ([1.0], "not a number"), (None, "give hours_after_injection"),
+    (float("nan"), "not a finite number"), (float("inf"), "not a finite number"),
+    (-0.5, "cannot be before"), (True, "boolean"), (np.bool_(False), "boolean"),
+])
+def test_bad_hours_after_injection(hours, match):
+    with pytest.raises(P.ScanTimeError, match=match):
+        act(np.ones((3, 3, 3)), hours_after_injection=hours)
+    assert act(np.ones((3, 3, 3)), hours_after_injection="2.5").hours_after_injection == 2.5
+
+
+@pytest.mark.parametrize("name", ["injected_activity_mbq", "weight_kg"])
+@pytest.mark.parametrize("value", ["abc", True, float("nan"), -1.0])
+def test_bad_injected_activity_or_weight(name, value):
+    with pytest.raises(P.MissingInjectedActivityError, match=f"{name} .*positive number"):
+        act(np.ones((3, 3, 3)), **{name: value})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"fwhm_mm": -1.0}, "fwhm_mm = -1.0 is out of range"),
+    ({"fwhm_mm": float("nan")}, "fwhm_mm = nan is not a finite number"),
+    ({"fwhm_mm": float("inf")}, "fwhm_mm = inf is not a finite number"),
+    ({"fwhm_mm": True}, "fwhm_mm = True is a boolean"),
+    ({"fwhm_mm": "sharp"}, "fwhm_mm = 'sharp' is not a number"),
+    ({"total_counts": -1e6}, "total_counts = -1000000.0 is out of range.*None for a noiseless"),
+    ({"total_counts": 0}, "total_counts = 0 is out of range"),
+    ({"total_counts": float("nan")}, "total_counts = nan is not a finite"),
+    ({"total_counts": float("inf")}, "total_counts = inf is not a finite"),
+    ({"total_counts": True}, "total_counts = True is a boolean"),
+    ({"n_tumours": -1}, "n_tumours = -1 is out of range.*n_tumours >= 1"),
+    ({"n_tumours": True}, "n_tumours = True is not an integer"),
+    ({"n_tumours": 2.5}, "n_tumours = 2.5 is not an integer"),
+    ({"n_tumours": float("nan")}, "n_tumours = nan is not an integer"),
+    ({"heterogeneity": float("nan")}, "heterogeneity = nan is not a finite"),
+    ({"heterogeneity": "abc"}, "heterogeneity = 'abc' is not a number"),
+    ({"injected_activity_mbq": -150.0}, "injected_activity_mbq = -150.0 is out of range"),
+    ({"injected_activity_mbq": float("nan")}, "injected_activity_mbq = nan is not a finite"),
+    ({"times_h": (1.0, float("nan"))}, "times_h = nan is not a finite"),
+    ({"times_h": "soon"}, "times_h = 'soon' is not a number"),
+    ({"spacing_mm": "fine"}, "spacing_mm = 'fine' is not a number"),
+    ({"spacing_mm": float("nan")}, "spacing_mm = nan is not a finite"),
+    ({"tumour_volumes_ml": (5.0, float("nan"))}, "tumour_volumes_ml = nan is not a finite"),
+    ({"seed": -1}, "seed = -1 is out of range"),
+])
+def test_phantom_refuses_bad_numbers(kwargs, match):
+    with pytest.raises(P.PhantomParameterError, match=match) as err:
+        P.make_phantom(**kwargs)
+    assert isinstance(err.value, pbpk.InvalidInputError) and isinstance(err.value, P.PatientDataError)

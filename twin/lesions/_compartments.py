@@ -20,7 +20,12 @@ import numpy as np
 
 from twin.lesions._errors import LesionParameterError, NoLesionError
 from twin.lesions._segment import LesionSegmentation
-from twin.patient._errors import GeometryMismatchError, LabelTableError, OverlappingLabelsError
+from twin.patient._errors import (
+    GeometryMismatchError,
+    LabelTableError,
+    OverlappingLabelsError,
+    UnknownLabelError,
+)
 from twin.patient._io import Masks
 
 if TYPE_CHECKING:
@@ -30,6 +35,7 @@ __all__ = ["TumourCompartments", "merge_tumour_masks", "tumour_compartments"]
 
 _log = logging.getLogger(__name__)
 _TUMOUR_NAME = re.compile(r"tumour(\d+|_rest)")
+_BODY_ONLY = ("body",)  # default of merge_tumour_masks(overwrite=): no error if there is no 'body'
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,7 +120,7 @@ def tumour_compartments(seg: LesionSegmentation, n_individual: int = 3, *,
 
 
 def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tumours: bool = False,
-                       overwrite=("body",)) -> Masks:
+                       overwrite=_BODY_ONLY) -> Masks:
     """Organ masks with the tumour compartments added (new labels after the organs' labels).
 
     Tumour voxels may only take voxels that are unlabelled or in a structure named in
@@ -122,6 +128,8 @@ def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tum
     :class:`twin.patient.OverlappingLabelsError`. Masks that already hold tumour structures
     (``tumourN``, ``tumour_rest``) raise :class:`twin.patient.LabelTableError` unless
     ``replace_tumours=True``, which drops them first (their voxels go to ``body`` if present).
+    A name in ``overwrite`` that is not a structure of ``masks`` raises
+    :class:`twin.patient.UnknownLabelError` (a ``KeyError``) listing the structures.
     """
     if not isinstance(masks, Masks):
         raise LesionParameterError(f"masks is a {type(masks).__name__}; give twin.patient.Masks.")
@@ -132,7 +140,23 @@ def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tum
         raise GeometryMismatchError(
             f"the organ masks are not on the grid of the segmented PET ({'; '.join(diffs)}); load them "
             "with twin.patient.load_masks(..., reference=image.geometry, resample=True).")
-    overwrite = {overwrite} if isinstance(overwrite, str) else set(overwrite or ())
+    given = overwrite
+    if isinstance(overwrite, str):
+        overwrite = {overwrite}
+    else:
+        try:
+            overwrite = set(overwrite or ())
+        except TypeError:
+            raise LesionParameterError(
+                f"overwrite = {given!r}; give structure names (a name or a tuple of names, e.g. "
+                "('body',)) or None.") from None
+    if given is not _BODY_ONLY:
+        unknown = sorted(str(n) for n in overwrite if n not in masks.names)
+        if unknown:
+            raise UnknownLabelError(
+                f"overwrite names {', '.join(repr(n) for n in unknown)}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not a structure of the masks; valid names: "
+                f"{', '.join(masks.names)}.")
     labels = np.array(masks.labels, dtype=np.int16, copy=True)
     table = dict(masks.label_table)
     old = [k for k, n in table.items() if _TUMOUR_NAME.fullmatch(n)]

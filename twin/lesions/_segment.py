@@ -66,6 +66,8 @@ _TABLE_COLUMNS = ("n_voxels", "volume_ml", "suv_mean", "suv_max", "activity_mbq"
 
 
 def _positive(name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise LesionParameterError(f"{name} = {value!r} is a boolean, not a number.")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -77,9 +79,16 @@ def _positive(name: str, value, *, allow_zero: bool = False) -> float:
 
 
 def _percent(name: str, value) -> float:
+    """A percentage in (1, 100). Values in (0, 1] are refused: they are almost always a fraction
+    (0.41 for 41 %), and 1 % or less of SUVmax is no useful isocontour."""
     v = _positive(name, value)
+    if v <= 1:
+        guess = f" — did you mean {v * 100:g}? Give" if v < 1 else "; give"
+        raise LesionParameterError(
+            f"{name} is given in percent (e.g. 41 for 41 %); got {value!r}{guess} a value above 1 and "
+            "below 100.")
     if not v < 100:
-        raise LesionParameterError(f"{name} = {value!r} is a percentage; give a value in (0, 100), "
+        raise LesionParameterError(f"{name} = {value!r} is a percentage; give a value in (1, 100), "
                                    "e.g. 41 for the 41 % isocontour.")
     return v
 
@@ -101,7 +110,11 @@ class FixedThreshold:
 
 @dataclass(frozen=True)
 class PercentOfMax:
-    """Voxels >= ``percent`` % of the local SUVmax of each candidate region (SUV >= ``seed_suv``)."""
+    """Voxels >= ``percent`` % of the local SUVmax of each candidate region (SUV >= ``seed_suv``).
+
+    ``percent`` is in percent, above 1 and below 100 (41 for the EANM 41 % isocontour); a
+    fraction such as 0.41 is refused with a :class:`LesionParameterError`.
+    """
 
     percent: float = 41.0
     seed_suv: float = 3.0
@@ -116,7 +129,8 @@ class AdaptiveThreshold:
     """Background-corrected: voxels >= B + ``percent`` % x (SUVmax - B) per candidate region.
 
     B is ``background_suv`` if given, else the median SUV in the shell between
-    ``background_shell_mm`` = (inner, outer) mm around the candidate region.
+    ``background_shell_mm`` = (inner, outer) mm around the candidate region. ``percent`` is in
+    percent, above 1 and below 100 (50, not 0.5).
     """
 
     percent: float = 50.0

@@ -31,6 +31,7 @@ from twin.patient._errors import (
     NonFiniteVoxelError,
     OverlappingLabelsError,
     PatientDataError,
+    PhantomParameterError,
     ScanTimeError,
     UnknownLabelError,
     UnknownSexError,
@@ -49,7 +50,7 @@ from twin.patient._io import (
     read_image,
     resample_to,
 )
-from twin.patient._labs import LAB_RANGES, Labs, read_labs
+from twin.patient._labs import LAB_RANGES, LAB_UNITS, Labs, read_labs
 from twin.patient._patient import Patient, load_patient
 from twin.patient._phantom import AGENTS, Phantom, default_patient, make_phantom
 from twin.patient._uptake import (
@@ -66,6 +67,7 @@ __all__ = [
     "AGENTS",
     "DEFAULT_MAX_BYTES",
     "LAB_RANGES",
+    "LAB_UNITS",
     "STRUCTURE_REGIONS",
     "ActivityImage",
     "CorruptFileError",
@@ -86,6 +88,7 @@ __all__ = [
     "Patient",
     "PatientDataError",
     "Phantom",
+    "PhantomParameterError",
     "ScanTimeError",
     "UnknownLabelError",
     "UnknownSexError",

@@ -12,8 +12,8 @@ __all__ = [
     "CorruptFileError", "EmptyMaskError", "GeometryMismatchError", "ImageDimensionError",
     "ImageTooLargeError", "LabRangeError", "LabUnitError", "LabelTableError",
     "MissingInjectedActivityError", "NegativeActivityError", "NonFiniteVoxelError",
-    "OverlappingLabelsError", "PatientDataError", "ScanTimeError", "UnknownLabelError",
-    "UnknownSexError",
+    "OverlappingLabelsError", "PatientDataError", "PhantomParameterError", "ScanTimeError",
+    "UnknownLabelError", "UnknownSexError",
 ]
 
 
@@ -30,7 +30,8 @@ class ImageTooLargeError(PatientDataError, InvalidInputError):
 
 
 class ImageDimensionError(PatientDataError, InvalidInputError):
-    """An image is not 3-D (e.g. a single 2-D slice, or a 4-D series)."""
+    """An image is not a 3-D scalar volume (e.g. a single 2-D slice, a 4-D series, or an RGB /
+    vector / complex image with more than one component per voxel)."""
 
 
 class NonFiniteVoxelError(PatientDataError, InvalidInputError):
@@ -74,8 +75,13 @@ class LabUnitError(PatientDataError, UnitError):
 
 
 class LabRangeError(PatientDataError, InvalidInputError):
-    """A lab value or demographic is missing, not a number or outside its physiological range."""
+    """A lab value or demographic is missing, not a number, outside its physiological range, or
+    given twice with different values."""
 
 
 class UnknownSexError(PatientDataError, InvalidInputError):
     """The sex code is not one of the accepted codes."""
+
+
+class PhantomParameterError(PatientDataError, InvalidInputError):
+    """An argument of :func:`twin.patient.make_phantom` is of the wrong kind or out of range."""

@@ -95,7 +95,10 @@ class Geometry:
         return out
 
     def to_image(self, array: np.ndarray) -> sitk.Image:
-        img = sitk.GetImageFromArray(array)
+        array = np.asarray(array)
+        if array.dtype == bool:  # SimpleITK has no boolean pixel type
+            array = array.astype(np.uint8)
+        img = sitk.GetImageFromArray(array, isVector=False)
         img.SetSpacing(self.spacing)
         img.SetOrigin(self.origin)
         img.SetDirection(self.direction)
@@ -215,24 +218,59 @@ def read_image(path, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "image")
     except RuntimeError as exc:
         raise CorruptFileError(f"cannot read the voxels of {what} {str(path)!r} ({str(exc).strip()[-200:]}); "
                                "the file looks truncated or corrupt.") from None
-    if img.GetDimension() != 3 or min(img.GetSize()) < 2 or img.GetNumberOfComponentsPerPixel() != 1:
+    _check_scalar(img, f"{what} {str(path)!r}")
+    if img.GetDimension() != 3 or min(img.GetSize()) < 2:
         raise ImageDimensionError(
-            f"{what} {str(path)!r} has size {img.GetSize()} with {img.GetNumberOfComponentsPerPixel()} "
-            "component(s); a 3-D scalar volume with at least 2 voxels along each axis is needed (give the "
-            "whole series, not one slice or frame)."
+            f"{what} {str(path)!r} has size {img.GetSize()}; a 3-D scalar volume with at least 2 voxels "
+            "along each axis is needed (give the whole series, not one slice or frame)."
         )
     return img
 
 
+#: SimpleITK pixel types with two values per voxel (real and imaginary part).
+_COMPLEX_PIXEL_IDS = frozenset({sitk.sitkComplexFloat32, sitk.sitkComplexFloat64})
+
+
+def _check_scalar(img: sitk.Image, what: str) -> None:
+    """Refuse vector / RGB / complex images: activity, CT and labels have one value per voxel."""
+    n = img.GetNumberOfComponentsPerPixel()
+    if n != 1 or img.GetPixelID() in _COMPLEX_PIXEL_IDS:
+        kind = f"{n} components per voxel" if n != 1 else "complex voxels"
+        raise ImageDimensionError(
+            f"{what} has {kind} ({img.GetPixelIDTypeAsString()}); the image must be scalar, one "
+            "component per voxel. Export the activity, CT or label volume itself (not an RGB "
+            "screenshot, a vector field or a fused overlay), or pick one channel first, e.g. "
+            "sitk.VectorIndexSelectionCast(image, 0)."
+        )
+
+
 def _as_sitk(image, what: str, max_bytes: int) -> sitk.Image:
+    """A path, SimpleITK image or numpy (z, y, x) array as a 3-D scalar SimpleITK image.
+
+    Boolean arrays (e.g. ``mask > 0``) become uint8 (SimpleITK has no boolean pixel type).
+    """
     if isinstance(image, sitk.Image):
+        _check_scalar(image, what)
         if image.GetDimension() != 3 or min(image.GetSize()) < 2:
             raise ImageDimensionError(f"{what} has size {image.GetSize()}; a 3-D volume is needed.")
         return image
     if isinstance(image, np.ndarray):
+        if image.ndim == 4 and image.shape[-1] in (2, 3, 4):
+            raise ImageDimensionError(
+                f"{what} has shape {image.shape}, i.e. {image.shape[-1]} components per voxel (RGB or "
+                "vector); the image must be scalar, one component per voxel: give a (z, y, x) array, "
+                "e.g. one channel image[..., 0]."
+            )
         if image.ndim != 3 or min(image.shape) < 2:
             raise ImageDimensionError(f"{what} has shape {image.shape}; a 3-D (z, y, x) array is needed.")
-        return sitk.GetImageFromArray(image)
+        if np.iscomplexobj(image):
+            raise ImageDimensionError(
+                f"{what} has complex voxels ({image.dtype}); the image must be scalar, one real "
+                "component per voxel: give the real-valued volume (e.g. numpy.abs or .real)."
+            )
+        if image.dtype == bool:  # e.g. a `mask > 0` array; SimpleITK has no boolean pixel type
+            image = image.astype(np.uint8)
+        return sitk.GetImageFromArray(image, isVector=False)
     return read_image(image, max_bytes=max_bytes, what=what)
 
 
@@ -333,6 +371,33 @@ def _check_activity(arr: np.ndarray, what: str, allow_negative: bool) -> np.ndar
     return arr
 
 
+def _positive_number(v) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(x) and x > 0
+
+
+def _hours(value) -> float:
+    """``hours_after_injection`` as a float >= 0, or :class:`ScanTimeError` saying what is wrong."""
+    hint = "give the time from injection to scan in hours (a number >= 0, e.g. 1.0)."
+    if isinstance(value, (bool, np.bool_)):
+        raise ScanTimeError(f"hours_after_injection = {value!r} is a boolean, not a time; {hint}")
+    try:
+        h = float(value)
+    except (TypeError, ValueError):
+        raise ScanTimeError(f"hours_after_injection = {value!r} is not a number; {hint}") from None
+    if not math.isfinite(h):
+        raise ScanTimeError(f"hours_after_injection = {value!r} is not a finite number; {hint}")
+    if h < 0:
+        raise ScanTimeError(f"hours_after_injection = {value!r}: the scan cannot be before the "
+                            f"injection; {hint}")
+    return h
+
+
 def load_activity_image(
     image,
     *,
@@ -364,14 +429,9 @@ def load_activity_image(
             raise ScanTimeError("give hours_after_injection, or both injection_time and scan_time.")
         hours_after_injection = hours_between(injection_time, scan_time)
     else:
-        hours_after_injection = float(hours_after_injection)
-        if not math.isfinite(hours_after_injection) or hours_after_injection < 0:
-            raise ScanTimeError(
-                f"hours_after_injection = {hours_after_injection!r}: the scan cannot be before the "
-                "injection; give the time from injection to scan in hours (>= 0)."
-            )
+        hours_after_injection = _hours(hours_after_injection)
     for name, v in (("injected_activity_mbq", injected_activity_mbq), ("weight_kg", weight_kg)):
-        if v is not None and (not math.isfinite(float(v)) or float(v) <= 0):
+        if v is not None and not _positive_number(v):
             raise MissingInjectedActivityError(f"{name} = {v!r} must be a positive number.")
     if unit == "SUV" and (injected_activity_mbq is None or weight_kg is None):
         raise MissingInjectedActivityError(

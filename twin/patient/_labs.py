@@ -5,6 +5,18 @@ Accepted fields (units in the names): ``sex``, ``age_y``, ``weight_kg``, ``heigh
 ``creatinine_mg_dl`` / ``creatinine_umol_l``), ``haematocrit`` (fraction, 0.15-0.65),
 ``albumin_g_l``. A CSV is either one row with these columns, or long format with the
 columns ``field,value`` (and optionally ``unit``).
+
+In the long format the ``unit`` of a row is the unit of its value: an empty unit means the unit
+in the field's name; other units are converted where the conversion is exact (:data:`LAB_UNITS`:
+weight in lb or g, height in m, mm or in, haematocrit in %, albumin in g/dL, creatinine in
+mg/dL or umol/L); any other unit is a :class:`LabUnitError` naming the expected unit. ``sex``
+and ``patient_id`` take no unit.
+
+A field given twice (two rows of the long format, two columns of the same name, or creatinine
+as more than one of ``creatinine``, ``creatinine_mg_dl``, ``creatinine_umol_l``) must have one
+value: identical when both are in the same unit, equal to within 2 % (the rounding of values
+reported in different units) otherwise. Conflicting values are a :class:`LabRangeError` naming
+the field and both values.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ from pathlib import Path
 import pbpk
 from twin.patient._errors import CorruptFileError, LabRangeError, LabUnitError, UnknownSexError
 
-__all__ = ["LAB_RANGES", "Labs", "read_labs"]
+__all__ = ["LAB_RANGES", "LAB_UNITS", "Labs", "read_labs"]
 
 UMOL_PER_L_PER_MG_DL = 88.4  # creatinine, 113.12 g/mol
 
@@ -33,10 +45,54 @@ LAB_RANGES = {
 }
 _SEX_CODES = {"male": "male", "m": "male", "man": "male", "female": "female", "f": "female",
               "woman": "female"}
-_CREATININE_UNITS = {"mg/dl": 1.0, "umol/l": 1.0 / UMOL_PER_L_PER_MG_DL,
-                     "µmol/l": 1.0 / UMOL_PER_L_PER_MG_DL, "μmol/l": 1.0 / UMOL_PER_L_PER_MG_DL}
 _KNOWN = {"sex", "age_y", "weight_kg", "height_cm", "creatinine", "creatinine_unit",
           "creatinine_mg_dl", "creatinine_umol_l", "haematocrit", "albumin_g_l", "patient_id"}
+
+# Exact conversion factors (by definition): international avoirdupois pound 1 lb = 0.45359237 kg
+# and international inch 1 in = 2.54 cm (International Yard and Pound Agreement, 1959; NIST
+# SP 811, appendix B); 1 dL = 0.1 L, so 1 g/dL = 10 g/L; haematocrit 1 % = 0.01 L/L (L/L is
+# the SI unit of the volume fraction).
+KG_PER_LB = 0.45359237
+CM_PER_INCH = 2.54
+
+#: Units accepted in the ``unit`` column of a long-format labs CSV, per field (lower case):
+#: unit -> factor to the unit in the field's name. ``creatinine`` converts to mg/dL.
+LAB_UNITS = {
+    "age_y": {"y": 1.0, "yr": 1.0, "yrs": 1.0, "year": 1.0, "years": 1.0},
+    "weight_kg": {"kg": 1.0, "g": 1e-3, "lb": KG_PER_LB, "lbs": KG_PER_LB},
+    "height_cm": {"cm": 1.0, "m": 100.0, "mm": 0.1, "in": CM_PER_INCH},
+    "haematocrit": {"fraction": 1.0, "l/l": 1.0, "%": 0.01},
+    "albumin_g_l": {"g/l": 1.0, "g/dl": 10.0},
+    "creatinine": {"mg/dl": 1.0, "umol/l": 1.0 / UMOL_PER_L_PER_MG_DL},
+    "creatinine_mg_dl": {"mg/dl": 1.0, "umol/l": 1.0 / UMOL_PER_L_PER_MG_DL},
+    "creatinine_umol_l": {"umol/l": 1.0, "mg/dl": UMOL_PER_L_PER_MG_DL},
+}
+_EXPECTED_UNIT = {"age_y": "y", "weight_kg": "kg", "height_cm": "cm", "haematocrit": "fraction",
+                  "albumin_g_l": "g/L", "creatinine": "mg/dL or umol/L", "creatinine_mg_dl": "mg/dL",
+                  "creatinine_umol_l": "umol/L"}
+_UNITLESS = ("sex", "patient_id", "creatinine_unit")
+_CREATININE_FIELDS = ("creatinine", "creatinine_mg_dl", "creatinine_umol_l")
+#: Values of one field given in different units agree if within this relative difference (the
+#: rounding of reported values, e.g. creatinine 88 umol/L = 0.995 mg/dL vs 1.0 mg/dL).
+_CROSS_UNIT_RTOL = 0.02
+
+
+def _unit_key(unit) -> str:
+    """Unit as a lookup key: stripped, lower case, micro sign as 'u', no spaces."""
+    return str(unit).strip().lower().replace("µ", "u").replace("μ", "u").replace(" ", "")  # micro, mu
+
+
+def _agree(a: float, b: float, same_unit: bool) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9 if same_unit else _CROSS_UNIT_RTOL, abs_tol=0.0)
+
+
+def _as_float(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise LabRangeError(f"{name} = {value!r} is not a number.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise LabRangeError(f"{name} = {value!r} is not a number.") from None
 
 
 def _number(name: str, value) -> float:
@@ -69,32 +125,46 @@ def _sex(value) -> str:
     return _SEX_CODES[code]
 
 
+def _given(fields: Mapping, name: str) -> bool:
+    v = fields.get(name)
+    return v is not None and not (isinstance(v, str) and not v.strip())
+
+
 def _creatinine_mg_dl(fields: Mapping) -> float | None:
-    if "creatinine_mg_dl" in fields and fields["creatinine_mg_dl"] not in (None, ""):
-        return _number("creatinine_mg_dl", fields["creatinine_mg_dl"])
-    if "creatinine_umol_l" in fields and fields["creatinine_umol_l"] not in (None, ""):
-        try:
-            v = float(fields["creatinine_umol_l"]) / UMOL_PER_L_PER_MG_DL
-        except (TypeError, ValueError):
-            raise LabRangeError(f"creatinine_umol_l = {fields['creatinine_umol_l']!r} is not a number.") from None
-        return _number("creatinine_mg_dl", v)
-    value = fields.get("creatinine")
-    if value in (None, ""):
+    """Creatinine in mg/dL from ``creatinine_mg_dl``, ``creatinine_umol_l`` or ``creatinine`` +
+    ``creatinine_unit``; when more than one is given they must agree."""
+    sources = []  # (description, mg/dL, unit key)
+    if _given(fields, "creatinine_mg_dl"):
+        raw = fields["creatinine_mg_dl"]
+        sources.append((f"creatinine_mg_dl = {raw!r}", _as_float("creatinine_mg_dl", raw), "mg/dl"))
+    if _given(fields, "creatinine_umol_l"):
+        raw = fields["creatinine_umol_l"]
+        sources.append((f"creatinine_umol_l = {raw!r}",
+                        _as_float("creatinine_umol_l", raw) / UMOL_PER_L_PER_MG_DL, "umol/l"))
+    if _given(fields, "creatinine"):
+        value = fields["creatinine"]
+        unit = fields.get("creatinine_unit")
+        if unit is None or not str(unit).strip():
+            raise LabUnitError(
+                f"creatinine = {value!r} has no unit; add creatinine_unit 'mg/dL' or 'umol/L' (or use "
+                "the column creatinine_mg_dl / creatinine_umol_l)."
+            )
+        key = _unit_key(unit)
+        if key not in LAB_UNITS["creatinine"]:
+            raise LabUnitError(f"creatinine_unit = {unit!r} is not accepted; use 'mg/dL' or 'umol/L'.")
+        sources.append((f"creatinine = {value!r} {str(unit).strip()}",
+                        _as_float("creatinine", value) * LAB_UNITS["creatinine"][key], key))
+    if not sources:
         return None
-    unit = fields.get("creatinine_unit")
-    if unit in (None, ""):
-        raise LabUnitError(
-            f"creatinine = {value!r} has no unit; add creatinine_unit 'mg/dL' or 'umol/L' (or use "
-            "the column creatinine_mg_dl / creatinine_umol_l)."
-        )
-    key = str(unit).strip().lower()
-    if key not in _CREATININE_UNITS:
-        raise LabUnitError(f"creatinine_unit = {unit!r} is not accepted; use 'mg/dL' or 'umol/L'.")
-    try:
-        v = float(value) * _CREATININE_UNITS[key]
-    except (TypeError, ValueError):
-        raise LabRangeError(f"creatinine = {value!r} is not a number.") from None
-    return _number("creatinine_mg_dl", v)
+    first = sources[0]
+    for other in sources[1:]:
+        if not (math.isfinite(first[1]) and math.isfinite(other[1])
+                and _agree(first[1], other[1], first[2] == other[2])):
+            raise LabRangeError(
+                f"creatinine is given twice with different values: {first[0]} ({first[1]:.4g} mg/dL) "
+                f"and {other[0]} ({other[1]:.4g} mg/dL); keep the one that is right and drop the other."
+            )
+    return _number("creatinine_mg_dl", first[1])
 
 
 @dataclass(frozen=True)
@@ -174,8 +244,133 @@ class Labs:
             organ_volumes_l=organ_volumes_l)
 
 
+@dataclass
+class _Entry:
+    """One value of a field read from a CSV: as written, and as a number in the field's unit."""
+
+    value: str
+    unit: str  # as written ('' if none)
+    where: str  # e.g. 'line 3'
+    number: float | None = None  # in the field's unit (creatinine: mg/dL); None if not numeric
+    factor: float | None = None  # factor of the unit to the field's unit; None if unknown
+
+    def describe(self) -> str:
+        return f"{self.value!r}{' ' + self.unit if self.unit else ''} ({self.where})"
+
+
+def _same_value(name: str, a: _Entry, b: _Entry) -> bool:
+    if a.value.strip() == b.value.strip() and _unit_key(a.unit) == _unit_key(b.unit):
+        return True  # written identically
+    if a.number is not None and b.number is not None and a.factor is not None and b.factor is not None:
+        return _agree(a.number, b.number, a.factor == b.factor)
+    if a.factor is None and b.factor is None and a.unit == b.unit == "":
+        try:  # unit-less numbers: 60 and 60.0 are the same value
+            return float(a.value) == float(b.value)
+        except ValueError:
+            pass
+    if a.number is not None or b.number is not None:
+        return False
+    x, y = a.value.strip().lower(), b.value.strip().lower()
+    if name == "sex":
+        x, y = _SEX_CODES.get(x, x), _SEX_CODES.get(y, y)
+    if name == "creatinine_unit":
+        x, y = _unit_key(x), _unit_key(y)
+    return x == y
+
+
+def _one_value(name: str, entries: list[_Entry], path: Path) -> _Entry:
+    """The value of a field given once or more; :class:`LabRangeError` if the values conflict."""
+    first = entries[0]
+    for other in entries[1:]:
+        if not _same_value(name, first, other):
+            raise LabRangeError(
+                f"{name} is given twice in the labs CSV {str(path)!r} with different values: "
+                f"{first.describe()} and {other.describe()}; keep the right one and delete the other."
+            )
+    return first
+
+
+def _entry(name: str, value: str, unit: str, where: str) -> _Entry:
+    """A long-format row as an :class:`_Entry`, with its unit checked (and converted)."""
+    if unit and name in _UNITLESS:
+        raise LabUnitError(f"{name} takes no unit, but {where} gives the unit {unit!r}; leave its unit "
+                           "cell empty.")
+    if name not in LAB_UNITS:
+        return _Entry(value, unit, where)
+    if unit:
+        key = _unit_key(unit)
+        if key not in LAB_UNITS[name]:
+            raise LabUnitError(
+                f"{name} = {value!r} has the unit {unit!r} ({where}), which is not accepted; {name} is in "
+                f"{_EXPECTED_UNIT[name]} (also accepted: {', '.join(LAB_UNITS[name])}). Give the value in "
+                f"{_EXPECTED_UNIT[name]} or leave the unit empty."
+            )
+        factor = LAB_UNITS[name][key]
+    else:
+        factor = None if name == "creatinine" else 1.0  # creatinine: unit from creatinine_unit
+    try:
+        number = float(value)
+    except ValueError:
+        number = None  # Labs.from_dict says it is not a number
+    if number is not None and factor is not None:
+        number *= factor
+    return _Entry(value, unit, where, number, factor)
+
+
+def _long_fields(rows: list[tuple[int, dict]], path: Path) -> dict:
+    """Fields of a long-format (field,value[,unit]) labs CSV, units converted, duplicates checked."""
+    entries: dict[str, list[_Entry]] = {}
+    for line, r in rows:
+        name, value, unit = r.get("field", ""), r.get("value", ""), r.get("unit", "")
+        if not (name or value or unit):
+            continue
+        e = _entry(name, value, unit, f"line {line}")
+        # creatinine_mg_dl / creatinine_umol_l with an explicit unit are creatinine in that unit
+        if name in _CREATININE_FIELDS and unit:
+            name = "creatinine"
+            e = _entry(name, value, unit, e.where)
+        entries.setdefault(name, []).append(e)
+    cunit = entries.pop("creatinine_unit", None)
+    if cunit:
+        unit = _one_value("creatinine_unit", cunit, path)
+        key = _unit_key(unit.value)
+        for i, e in enumerate(entries.get("creatinine", [])):
+            if e.factor is None and key in LAB_UNITS["creatinine"]:
+                entries["creatinine"][i] = _entry("creatinine", e.value, unit.value, e.where)
+            elif e.factor is not None and key in LAB_UNITS["creatinine"] and \
+                    LAB_UNITS["creatinine"][key] != e.factor:
+                raise LabUnitError(
+                    f"creatinine_unit = {unit.value!r} ({unit.where}) contradicts the unit {e.unit!r} of "
+                    f"creatinine = {e.value!r} ({e.where}); give the unit once, in the unit column.")
+    fields: dict = {}
+    for name, es in entries.items():
+        if name == "creatinine":
+            known = [e for e in es if e.factor is not None]
+            if known and len(known) != len(es):
+                e = next(e for e in es if e.factor is None)
+                raise LabUnitError(f"creatinine = {e.value!r} ({e.where}) has no unit; add its unit "
+                                   "'mg/dL' or 'umol/L' in the unit column.")
+        e = _one_value(name, es, path)
+        if name == "creatinine":
+            fields["creatinine"] = e.value
+            if e.unit:
+                fields["creatinine_unit"] = e.unit
+            elif cunit:
+                fields["creatinine_unit"] = cunit[0].value
+        elif e.unit and e.number is not None:
+            fields[name] = e.number  # converted to the unit in the field's name
+        else:
+            fields[name] = e.value
+    if cunit and "creatinine" not in entries:
+        fields["creatinine_unit"] = cunit[0].value
+    return fields
+
+
 def read_labs(source) -> Labs:
-    """Labs from a dict, a :class:`Labs`, or a CSV path (wide one-row or long field,value[,unit])."""
+    """Labs from a dict, a :class:`Labs`, or a CSV path (wide one-row or long field,value[,unit]).
+
+    See the module doc for units and for fields given twice.
+    """
     if isinstance(source, Labs):
         return source
     if isinstance(source, Mapping):
@@ -185,22 +380,30 @@ def read_labs(source) -> Labs:
         raise CorruptFileError(f"labs file {str(path)!r} does not exist; give a CSV path or a dict.")
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            lines = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CorruptFileError(f"cannot read the labs CSV {str(path)!r}: {exc}.") from None
-    if not rows:
+    if not header or not lines:
         raise CorruptFileError(f"labs CSV {str(path)!r} has no data row.")
-    header = {k.strip().lower() for k in rows[0] if k}
-    if {"field", "value"} <= header:  # long format
-        fields: dict = {}
-        for r in rows:
-            r = {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}
-            fields[r["field"]] = r["value"]
-            if r["field"] == "creatinine" and r.get("unit"):
-                fields["creatinine_unit"] = r["unit"]
-        return Labs.from_dict(fields)
-    if len(rows) != 1:
+    names = [h.strip() for h in header]
+    lower = [n.lower() for n in names]
+    if {"field", "value"} <= set(lower):  # long format
+        for col in ("field", "value", "unit"):
+            if lower.count(col) > 1:
+                raise CorruptFileError(f"labs CSV {str(path)!r} has the column {col!r} twice; keep one.")
+        rows = [(line, {lower[i]: (row[i] if i < len(row) else "").strip() for i in range(len(lower))
+                        if lower[i]}) for line, row in lines]
+        return Labs.from_dict(_long_fields(rows, path))
+    if len(lines) != 1:
         raise CorruptFileError(
-            f"labs CSV {str(path)!r} has {len(rows)} rows; give one patient per file (one row)."
+            f"labs CSV {str(path)!r} has {len(lines)} rows; give one patient per file (one row)."
         )
-    return Labs.from_dict({k: (v.strip() if isinstance(v, str) else v) for k, v in rows[0].items() if k})
+    line, row = lines[0]
+    entries: dict[str, list[_Entry]] = {}
+    for i, name in enumerate(names):
+        if name:
+            value = row[i].strip() if i < len(row) else ""
+            entries.setdefault(name, []).append(_Entry(value, "", f"column {i + 1}"))
+    return Labs.from_dict({name: _one_value(name, es, path).value for name, es in entries.items()})

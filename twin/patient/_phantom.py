@@ -26,6 +26,7 @@ import SimpleITK as sitk
 
 import pbpk
 from pbpk._errors import InvalidInputError, UnknownNameError
+from twin.patient._errors import PhantomParameterError
 from twin.patient._io import ActivityImage, Geometry, Masks
 from twin.patient._labs import Labs, read_labs
 from twin.patient._uptake import FWHM_TO_SIGMA, region_of
@@ -70,6 +71,32 @@ def _labs_draw(rng: np.random.Generator) -> Labs:
                                                      0.4, 3.0)), 2),
                 haematocrit=round(float(np.clip(rng.normal(0.42 if male else 0.39, 0.03), 0.3, 0.52)), 3),
                 albumin_g_l=round(float(np.clip(rng.normal(41, 4), 28, 52)), 1))
+
+
+def _real(name: str, value, *, low: float, low_open: bool = False, high: float = math.inf,
+          hint: str) -> float:
+    """``value`` as a finite float in [low, high] (``(low, high]`` with ``low_open``), else
+    :class:`PhantomParameterError` whose message says what is wrong and ``hint``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise PhantomParameterError(f"{name} = {value!r} is a boolean, not a number; {hint}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise PhantomParameterError(f"{name} = {value!r} is not a number; {hint}") from None
+    if not math.isfinite(v):
+        raise PhantomParameterError(f"{name} = {value!r} is not a finite number; {hint}")
+    if v < low or (low_open and v == low) or v > high:
+        raise PhantomParameterError(f"{name} = {value!r} is out of range; {hint}")
+    return v
+
+
+def _count(name: str, value, *, low: int, hint: str) -> int:
+    """``value`` as an integer >= ``low`` (bool and non-integral numbers refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise PhantomParameterError(f"{name} = {value!r} is not an integer; {hint}")
+    if value < low:
+        raise PhantomParameterError(f"{name} = {value!r} is out of range; {hint}")
+    return int(value)
 
 
 def _semi_axes(volume_ml: float, rel) -> np.ndarray:
@@ -159,24 +186,44 @@ def make_phantom(
         log-uniform in 2-30 mL and centres in the torso away from organs when not given.
     injected_activity_mbq: default 150 (PET) or 7400 (SPECT).
     times_h: frame times after injection (h).
-    total_counts: expected counts per frame for Poisson noise (None: noiseless).
+    fwhm_mm: scanner resolution, FWHM of the Gaussian blur (mm, >= 0; 0: no blur); default 5
+        (PET) or 10 (SPECT).
+    total_counts: expected counts per frame for Poisson noise (> 0; None: noiseless).
     heterogeneity: coefficient of variation of a smooth log-normal texture inside organs and
         tumours (0: uniform); organ totals are kept.
+
+    Bad arguments raise :class:`twin.patient.PhantomParameterError` (a ``pbpk.InvalidInputError``).
     """
     if agent not in AGENTS:
         raise UnknownNameError(f"agent {agent!r} is not known; known agents: {', '.join(AGENTS)}.")
     if modality not in ("PET", "SPECT"):
-        raise InvalidInputError(f"modality = {modality!r}; use 'PET' or 'SPECT'.")
-    if not 1.0 <= float(spacing_mm) <= 12.0:
-        raise InvalidInputError(f"spacing_mm = {spacing_mm} must be between 1 and 12 mm.")
-    times = tuple(float(t) for t in np.atleast_1d(times_h))
-    if not times or min(times) < 0:
-        raise InvalidInputError("times_h must be one or more times >= 0 h after injection.")
-    if heterogeneity < 0 or heterogeneity > 2:
-        raise InvalidInputError("heterogeneity is a coefficient of variation between 0 and 2.")
-    fwhm = float(fwhm_mm) if fwhm_mm is not None else (5.0 if modality == "PET" else 10.0)
-    a_inj = float(injected_activity_mbq) if injected_activity_mbq is not None else (
-        150.0 if modality == "PET" else 7400.0)
+        raise PhantomParameterError(f"modality = {modality!r}; use 'PET' or 'SPECT'.")
+    seed = _count("seed", seed, low=0, hint="give a non-negative integer seed, e.g. 0.")
+    sp = _real("spacing_mm", spacing_mm, low=1.0, high=12.0,
+               hint="spacing_mm must be between 1 and 12 mm (isotropic voxel size).")
+    try:
+        raw_times = [t for t in np.atleast_1d(np.asarray(times_h, dtype=object)).ravel()]
+    except (TypeError, ValueError):
+        raw_times = [times_h]
+    times = tuple(_real("times_h", t, low=0.0, hint="times_h must be one or more times >= 0 h after "
+                        "injection, e.g. (1.0, 3.0).") for t in raw_times)
+    if not times:
+        raise PhantomParameterError("times_h must be one or more times >= 0 h after injection.")
+    heterogeneity = _real("heterogeneity", heterogeneity, low=0.0, high=2.0,
+                          hint="heterogeneity is a coefficient of variation between 0 and 2 (0: uniform).")
+    fwhm = _real("fwhm_mm", fwhm_mm, low=0.0,
+                 hint="fwhm_mm is the scanner resolution in mm (>= 0; 0 for no blur, None for the "
+                      "modality's default).") if fwhm_mm is not None else (5.0 if modality == "PET" else 10.0)
+    if total_counts is not None:
+        total_counts = _real("total_counts", total_counts, low=0.0, low_open=True,
+                             hint="total_counts is the expected number of counts per frame (> 0, e.g. "
+                                  "5e7); use None for a noiseless image.")
+    n_tumours = _count("n_tumours", n_tumours, low=1,
+                       hint="give an integer n_tumours >= 1: the pbpk models are built around at least "
+                            "one lesion.")
+    a_inj = _real("injected_activity_mbq", injected_activity_mbq, low=0.0, low_open=True,
+                  hint="give the injected activity in MBq (> 0), or None for the modality's default."
+                  ) if injected_activity_mbq is not None else (150.0 if modality == "PET" else 7400.0)
     rng = np.random.default_rng(seed)
     lab = read_labs(labs) if labs is not None else _labs_draw(rng)
     if lab.creatinine_mg_dl is None:
@@ -186,7 +233,6 @@ def make_phantom(
                                       haematocrit=lab.haematocrit)
 
     # ---------------------------------------------------------------- grid and body
-    sp = float(spacing_mm)
     nx, ny, nz = (round(d / sp) for d in (380.0, 260.0, _BODY_HEIGHT_MM + 20.0))
     x = (np.arange(nx) + 0.5) * sp - nx * sp / 2
     y = (np.arange(ny) + 0.5) * sp - ny * sp / 2
@@ -224,18 +270,27 @@ def make_phantom(
     # tumours
     if tumour_volumes_ml is None:
         tumour_volumes_ml = np.exp(rng.uniform(math.log(2.0), math.log(30.0), n_tumours))
-    tv = [float(v) for v in np.atleast_1d(tumour_volumes_ml)]
+    tv = [_real("tumour_volumes_ml", v, low=0.05, high=2000.0,
+                hint="tumour_volumes_ml must be between 0.05 and 2000 mL each.")
+          for v in np.atleast_1d(np.asarray(tumour_volumes_ml, dtype=object)).ravel()]
     if not tv:
-        raise InvalidInputError("the phantom needs at least one tumour (n_tumours >= 1): the pbpk "
-                                "models are built around at least one lesion.")
-    if any(not 0.05 <= v <= 2000 for v in tv):
-        raise InvalidInputError("tumour_volumes_ml must be between 0.05 and 2000 mL each.")
-    if tumour_centres_mm is not None and len(tumour_centres_mm) != len(tv):
-        raise InvalidInputError("give one centre (x, y, z) mm per tumour volume.")
+        raise PhantomParameterError("the phantom needs at least one tumour (n_tumours >= 1): the pbpk "
+                                    "models are built around at least one lesion.")
+    if tumour_centres_mm is not None:
+        try:
+            centres = np.asarray(tumour_centres_mm, dtype=float).reshape(-1, 3)
+        except (TypeError, ValueError):
+            raise PhantomParameterError(f"tumour_centres_mm = {tumour_centres_mm!r}; give one centre "
+                                        "(x, y, z) mm per tumour volume.") from None
+        if len(centres) != len(tv) or np.ndim(tumour_centres_mm) != 2:
+            raise PhantomParameterError("give one centre (x, y, z) mm per tumour volume.")
+        if not np.all(np.isfinite(centres)):
+            raise PhantomParameterError("tumour_centres_mm holds NaN or infinite coordinates; give "
+                                        "finite (x, y, z) mm.")
     for i, v in enumerate(tv):
         r = (3 * v * 1000 / (4 * math.pi)) ** (1 / 3)
         if tumour_centres_mm is not None:
-            c = tuple(float(q) for q in tumour_centres_mm[i])
+            c = tuple(float(q) for q in centres[i])
         else:
             for _ in range(500):
                 c = (rng.uniform(-140, 140), rng.uniform(-80, 70), rng.uniform(120, 560))
