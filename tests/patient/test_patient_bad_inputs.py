@@ -296,3 +296,10 @@ def test_phantom_refuses_bad_numbers(kwargs, match):
     with pytest.raises(P.PhantomParameterError, match=match) as err:
         P.make_phantom(**kwargs)
     assert isinstance(err.value, pbpk.InvalidInputError) and isinstance(err.value, P.PatientDataError)
+
+
+def test_scan_time_given_twice_is_refused():
+    # hours_after_injection and injection/scan times could disagree; neither may win silently
+    with pytest.raises(P.ScanTimeError, match="not both"):
+        act(np.ones((3, 3, 3)), hours_after_injection=1.0,
+            injection_time="2026-01-01T08:00", scan_time="2026-01-01T12:00")

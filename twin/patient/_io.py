@@ -429,6 +429,10 @@ def load_activity_image(
             raise ScanTimeError("give hours_after_injection, or both injection_time and scan_time.")
         hours_after_injection = hours_between(injection_time, scan_time)
     else:
+        if injection_time is not None or scan_time is not None:
+            raise ScanTimeError(
+                "give the scan time once: either hours_after_injection, or injection_time and "
+                "scan_time, not both (they could disagree).")
         hours_after_injection = _hours(hours_after_injection)
     for name, v in (("injected_activity_mbq", injected_activity_mbq), ("weight_kg", weight_kg)):
         if v is not None and not _positive_number(v):
