@@ -7,13 +7,24 @@ invalid design file, output folder missing, reduction failure) with a plain mess
 from __future__ import annotations
 
 import argparse
+import math
 import pathlib
 import sys
+
+from twin._cli_types import positive_float as _positive_float
 
 DESIGN_HELP = (
     "scan design: 'psma-pet-spect' (PET at 1 h and SPECT at 4, 24, 96, 168 h; default) or a JSON "
     "file with fields agent, pet_times_h, spect_times_h, regions, activity_mbq, cv, floor_mbq, tia_cv"
 )
+
+
+def _tolerance(text: str) -> float:
+    """A finite number > 0 (a relative error)."""
+    v = _positive_float(text)
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0 (e.g. 0.01)")
+    return v
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "design stops by itself after 6, in about 8-9 min on 2 cores)")
     p.add_argument("--population-draws", type=int, default=32,
                    help="prior draws each step is checked on (0: no population check; default 32)")
-    p.add_argument("--population-tol", type=float, default=0.01,
-                   help="largest relative TIA error over those draws (default 0.01)")
+    p.add_argument("--population-tol", type=_tolerance, default=0.01,
+                   help="largest relative TIA error over those draws (> 0; default 0.01)")
     p.add_argument("--check-draws", type=int, default=1000,
                    help="after the reduction, compare the reduced and full models' TIAs over this "
                         "many prior draws and print the largest error (0: skip; default 1000, "

@@ -16,6 +16,7 @@ _EPILOG_COHORT = """examples:
   twin cohort --n 2000 --out out/cohort
   twin cohort --n 100000 --agent PSMA-617 --activity-gbq 7.4 --cycles 6 --chunk-size 128 --out out/big
   twin cohort --n 100000 --out out/big --resume            # continue after an interruption
+                                                           # (other settings from the run)
   twin cohort --n 1000000 --engine dask --scheduler-address tcp://10.0.0.1:8786 --out /shared/run1
 """
 
@@ -26,11 +27,23 @@ writes summary.csv, exceedance.csv and trial.png next to the parquet parts.
 """
 
 
+#: ``twin cohort`` options that define the run (its fingerprint): with ``--resume``, those not
+#: given on the command line are taken from the run being resumed.
+_RUN_OPTIONS = ("n", "agent", "activity_gbq", "cycles", "interval_weeks", "ligand_nmol",
+                "female_fraction", "seed", "chunk_size")
+
+
+class _Given(argparse.Action):
+    """Store the value and remember that the option was given (``args.given``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.given = frozenset(getattr(namespace, "given", frozenset())) | {self.dest}
 
 
 def _engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
-    g.add_argument("--chunk-size", type=_positive_int, default=None,
+    g.add_argument("--chunk-size", type=_positive_int, default=None, action=_Given,
                    help="patients per chunk (one parquet part each; default 128)")
     g.add_argument("--engine", choices=("local", "dask"), default="local",
                    help="local: a process pool on this machine (default); dask: a Dask cluster")
@@ -39,7 +52,8 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--scheduler-address", default=None,
                    help="dask engine: scheduler address, e.g. tcp://10.0.0.1:8786")
     g.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in --out (same settings required)")
+                   help="continue an interrupted run in --out (same settings required; twin cohort "
+                        "takes the settings not given from the run)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -51,17 +65,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per patient TIA per region, organ and tumour doses, BED and limit flags, "
                     "written as parquet chunk by chunk with a manifest; resumable.",
         epilog=_EPILOG_COHORT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("--n", type=_positive_int, default=1000, help="number of patients (default 1000)")
-    c.add_argument("--agent", default="PSMA-617",
+    c.add_argument("--n", type=_positive_int, default=1000, action=_Given,
+                   help="number of patients (default 1000)")
+    c.add_argument("--agent", default="PSMA-617", action=_Given,
                    help="therapy ligand: PSMA-617, PSMA-I&T, DOTATATE, DOTATOC (default PSMA-617)")
-    c.add_argument("--activity-gbq", type=_positive_float, default=7.4, help="activity per cycle, GBq (7.4)")
-    c.add_argument("--cycles", type=_positive_int, default=1, help="number of cycles (1)")
-    c.add_argument("--interval-weeks", type=_positive_float, default=6.0, help="weeks between cycles (6)")
-    c.add_argument("--ligand-nmol", type=_positive_float, default=None,
+    c.add_argument("--activity-gbq", type=_positive_float, default=7.4, action=_Given,
+                   help="activity per cycle, GBq (7.4)")
+    c.add_argument("--cycles", type=_positive_int, default=1, action=_Given,
+                   help="number of cycles (1)")
+    c.add_argument("--interval-weeks", type=_positive_float, default=6.0, action=_Given,
+                   help="weeks between cycles (6)")
+    c.add_argument("--ligand-nmol", type=_positive_float, default=None, action=_Given,
                    help="ligand per cycle, nmol (default: from the ligand's molar activity)")
-    c.add_argument("--female-fraction", type=float, default=0.0,
+    c.add_argument("--female-fraction", type=float, default=0.0, action=_Given,
                    help="fraction of women (SSTR agents only; default 0)")
-    c.add_argument("--seed", type=int, default=0, help="random seed of the population (0)")
+    c.add_argument("--seed", type=int, default=0, action=_Given,
+                   help="random seed of the population (0)")
     c.add_argument("--out", default="out/cohort", help="output folder (default out/cohort)")
     _engine_args(c)
     c.set_defaults(func=_cohort)
@@ -112,21 +131,69 @@ def _report(summary) -> None:
     print(f"{summary.n_patients} patients in {summary.n_chunks} chunks: {summary.chunks_run} run now, "
           f"{summary.chunks_skipped} already done; {summary.n_failed} failed solves")
     if summary.chunks_run:
-        print(f"wall time {summary.wall_s:.1f} s, {summary.patients_per_s:.1f} patients/s "
+        print(f"wall time {summary.wall_s:.1f} s, {summary.patients_per_s:.3g} patients/s "
               f"({summary.engine}, {summary.workers} worker(s); includes start-up and compilation)")
         from twin.cohort import load_manifest
 
         last = load_manifest(summary.out_dir).get("last_run", {})
         if last.get("patients_per_cpu_s_steady"):
-            print(f"after compilation: {last['patients_per_cpu_s_steady']:.0f} patients per CPU-second "
+            print(f"after compilation: {last['patients_per_cpu_s_steady']:.3g} patients per CPU-second "
                   f"(median over {last['chunks_timed']} chunks)")
     print(f"results: {summary.out_dir}/parts/*.parquet, manifest: {summary.out_dir}/manifest.json")
+
+
+def _seed_of(key) -> int | list:
+    """The integer seed whose key is ``key`` (the manifest's two words), else ``key`` itself."""
+    from twin.cohort import key_data
+
+    try:
+        seed = (int(key[0]) << 32) + int(key[1])
+        if [int(k) for k in key_data(seed)] == [int(k) for k in key]:
+            return seed
+    except (TypeError, ValueError, IndexError, OverflowError):
+        pass
+    return key
+
+
+def _settings_of_run(args: argparse.Namespace) -> list[str]:
+    """With ``--resume``, set the run-defining options not given on the command line to those
+    of the cohort run in ``--out``; returns them as ``--option value`` (those that changed)."""
+    from pathlib import Path
+
+    from twin.cohort import load_manifest
+
+    if not args.resume or not (Path(args.out) / "manifest.json").exists():
+        return []
+    fp = load_manifest(args.out).get("fingerprint", {})
+    arms = fp.get("arms")
+    if (fp.get("kind") != "trial/1" or fp.get("name") != "cohort" or not isinstance(arms, list)
+            or len(arms) != 1):
+        return []  # not a `twin cohort` run: run_cohort refuses it, naming the differences
+    pop, arm = fp.get("population") or {}, arms[0]
+    from_run = {"n": fp.get("n_patients"), "agent": pop.get("agent"),
+                "activity_gbq": arm.get("activity_gbq"), "cycles": arm.get("cycles"),
+                "interval_weeks": arm.get("interval_weeks"), "ligand_nmol": arm.get("ligand_nmol"),
+                "female_fraction": pop.get("female_fraction"), "seed": _seed_of(fp.get("key")),
+                "chunk_size": fp.get("chunk_size")}
+    given = getattr(args, "given", frozenset())
+    taken = []
+    for dest in _RUN_OPTIONS:
+        value = from_run[dest]
+        if dest in given or (value is None and dest != "ligand_nmol") or getattr(args, dest) == value:
+            continue
+        setattr(args, dest, value)
+        shown = "from the ligand" if value is None else (f"{value:g}" if isinstance(value, float) else value)
+        taken.append(f"--{dest.replace('_', '-')} {shown}")
+    return taken
 
 
 def _cohort(args: argparse.Namespace) -> int:
     def go():
         from twin.cohort import Population, run_cohort
 
+        taken = _settings_of_run(args)
+        if taken:
+            print(f"resuming {args.out} with the run's settings: {', '.join(taken)}")
         pop = Population(agent=args.agent, female_fraction=args.female_fraction)
         summary = run_cohort(args.out, args.n, population=pop, activity_gbq=args.activity_gbq,
                              cycles=args.cycles, interval_weeks=args.interval_weeks,

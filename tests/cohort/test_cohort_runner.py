@@ -98,3 +98,39 @@ def test_bad_engine_settings(tmp_path):
         run_chunks(SquaresTask(), tmp_path, engine="dask", progress=False)
     with pytest.raises(CohortConfigError, match="workers"):
         run_chunks(SquaresTask(), tmp_path, workers=0, progress=False)
+
+
+def test_folder_with_other_files_is_refused_and_left_alone(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    for resume in (False, True):
+        with pytest.raises(ResumeError, match=r"not a cohort run \(notes\.txt\)"):
+            run_chunks(SquaresTask(), out, workers=1, progress=False, resume=resume)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # nothing written
+    assert (out / "notes.txt").read_text() == "my notes"
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ResumeError, match="not a folder"):
+        run_chunks(SquaresTask(), a_file, workers=1, progress=False)
+
+
+def test_missing_empty_and_bare_parts_folders_are_accepted(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bare" / "parts").mkdir(parents=True)  # a start interrupted before the manifest
+    for name in ("missing", "empty", "bare"):
+        s = run_chunks(SquaresTask(n_patients=10, chunk_size=5), tmp_path / name, workers=1, progress=False)
+        assert s.chunks_run == 2
+        _check(tmp_path / name, 10)
+
+
+def test_different_run_message_names_nested_keys_with_both_values(tmp_path):
+    from twin.cohort._runner import _diff
+
+    run = {"arms": [{"name": "s", "cycles": 6}], "key": [0, 0], "n": 5}
+    now = {"arms": [{"name": "s", "cycles": 1}], "key": [0, 0], "n": 5, "extra": True}
+    assert _diff(run, now) == ["arms[0].cycles: 6 in the run, 1 now", "extra: absent in the run, true now"]
+    assert _diff({"a": [1, 2]}, {"a": [1]}) == ["a: [1, 2] in the run, [1] now"]
+    run_chunks(SquaresTask(), tmp_path, workers=1, progress=False)
+    with pytest.raises(ResumeError, match="salt: 0 in the run, 1 now"):
+        run_chunks(SquaresTask(salt=1), tmp_path, workers=1, progress=False, resume=True)

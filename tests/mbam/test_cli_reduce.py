@@ -58,3 +58,13 @@ def test_writes_a_loadable_reduction(tmp_path, capsys):
     red = mbam.load_reduced(out)
     assert red.design.spect_times_h == (24.0, 168.0)
     assert red.model.graph == red.full_model.graph  # no step was asked for
+
+
+def test_population_tol_must_be_positive_and_finite(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    for bad in ("-1", "0", "nan", "inf", "one"):
+        # --max-iter 0 and no checks: were the value accepted, the command would end quickly (0)
+        assert run(["reduce", "--out", str(out), "--max-iter", "0", "--check-draws", "0",
+                    "--population-tol", bad]) == 2
+        assert "--population-tol" in capsys.readouterr().err
+    assert not out.exists()

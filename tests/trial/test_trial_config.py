@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,102 @@ def test_cli_input_error_in_a_real_process(tmp_path):
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 1
     assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+# DOTATATE's model has kidneys, red marrow, liver, spleen and tumours, but no salivary or
+# lacrimal glands (pbpk.sstr_model's body regions).
+_SSTR = {"agent": "DOTATATE", "female_fraction": 0.5}
+
+
+@pytest.mark.parametrize("data, where", [
+    (_minimal(population=_SSTR, limits=[{"organ": "kidneys", "quantity": "dose", "limit_gy": 23},
+                                        {"organ": "lacrimal_glands", "quantity": "dose", "limit_gy": 30}]),
+     r"\[\[limits\]\] #2"),
+    ({"population": _SSTR, "arms": [{"name": "a", "personalise": "cycles",
+                                     "limit": {"organ": "salivary_glands", "quantity": "dose", "limit_gy": 25}}]},
+     r"\[\[arms\]\] #1"),
+])
+def test_limit_on_an_organ_the_model_lacks(data, where):
+    with pytest.raises(TrialConfigError, match=where) as e:
+        parse_trial_config(data)
+    msg = str(e.value)
+    assert "DOTATATE" in msg and "kidneys, red_marrow, liver, spleen, tumour" in msg
+    assert ("lacrimal_glands" in msg) or ("salivary_glands" in msg)
+
+
+def test_trial_refuses_a_limit_on_an_organ_the_model_lacks():
+    from twin.cohort import CohortConfigError, Population
+    from twin.trial import Limit, Trial
+
+    with pytest.raises(CohortConfigError, match="lacrimal_glands.*kidneys, red_marrow"):
+        Trial((Arm("a"),), Population(agent="DOTATATE"), n_patients=2,
+              limits=(Limit("lacrimal_glands", "dose", 30.0),))
+    with pytest.raises(CohortConfigError, match="arm 'b'.*salivary_glands"):
+        Trial((Arm("b", personalise="activity", limit=Limit("salivary_glands", "dose", 25.0)),),
+              Population(agent="DOTATATE"), n_patients=2)
+    # the shipped default limits (kidneys 23 Gy, kidney BED 40 Gy, red marrow 2 Gy, salivary
+    # glands 25 Gy) keep those on organs the model has; replace() re-validates them
+    t = Trial((Arm("a"),), Population(agent="DOTATATE"), n_patients=2)
+    assert [str(lim) for lim in t.limits] == ["kidneys absorbed dose <= 23 Gy", "kidneys BED <= 40 Gy",
+                                              "red_marrow absorbed dose <= 2 Gy"]
+    assert dataclasses.replace(t, n_patients=3).limits == t.limits
+
+
+def test_cli_bad_limit_organ_writes_nothing(tmp_path, capsys):
+    cfg = tmp_path / "sstr.toml"
+    cfg.write_text('[trial]\nn_patients = 2\nchunk_size = 2\n[population]\nagent = "DOTATATE"\n'
+                   '[[arms]]\nname = "a"\n[[limits]]\norgan = "lacrimal_glands"\nquantity = "dose"\n'
+                   'limit_gy = 30\n')
+    out = tmp_path / "run"
+    args = _parser().parse_args(["trial", str(cfg), "--out", str(out), "--no-progress"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "lacrimal_glands" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_trial_refuses_a_folder_of_other_files(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[trial]\nn_patients = 2\nchunk_size = 2\n[[arms]]\nname = "a"\n')
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "patient.nii.gz").write_bytes(b"not mine to touch")
+    args = _parser().parse_args(["trial", str(cfg), "--out", str(out), "--no-progress"])
+    assert args.func(args) == 1
+    err = capsys.readouterr().err
+    assert "patient.nii.gz" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["patient.nii.gz"]
+
+
+def test_cli_cohort_resume_takes_the_schedule_of_the_run(tmp_path, capsys):
+    """README: `twin cohort --n 2000 --activity-gbq 7.4 --cycles 6 --out out/cohort`, then
+    `twin cohort --n 2000 --out out/cohort --resume` (here with 2 patients)."""
+    out = str(tmp_path / "cohort")
+    p = _parser()
+    first = p.parse_args(["cohort", "--n", "2", "--activity-gbq", "7.4", "--cycles", "6", "--interval-weeks", "8",
+                          "--chunk-size", "2", "--seed", "3", "--out", out, "--no-progress"])
+    assert first.func(first) == 0
+    capsys.readouterr()
+    again = p.parse_args(["cohort", "--n", "2", "--out", out, "--resume", "--no-progress"])
+    assert again.func(again) == 0
+    printed = capsys.readouterr().out
+    assert "0 run now, 1 already done" in printed
+    assert "--cycles 6" in printed and "--interval-weeks 8" in printed and "--seed" in printed
+    # an explicit different value is refused, naming the setting and both values
+    other = p.parse_args(["cohort", "--n", "2", "--cycles", "4", "--out", out, "--resume", "--no-progress"])
+    assert other.func(other) == 1
+    assert "arms[0].cycles: 6 in the run, 4 now" in capsys.readouterr().err
+
+
+def test_cli_report_keeps_significant_figures_for_slow_runs(tmp_path, capsys):
+    import json
+
+    from twin.cohort import RunSummary
+
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "format": "twin-cohort/1", "fingerprint": {},
+        "last_run": {"patients_per_cpu_s_steady": 0.0123, "chunks_timed": 3}}))
+    summary = RunSummary(tmp_path, 10, 5, 5, 0, 10, 0, 800.0, 0.0125, "local", 1)
+    _cli_trial._report(summary)
+    out = capsys.readouterr().out
+    assert "0.0123 patients per CPU-second" in out and "0.0125 patients/s" in out

@@ -88,3 +88,40 @@ def test_exceedance_fraction_with_wilson_interval(run):
 def test_report_files(run):
     paths = write_trial_report(run)
     assert all(p.exists() and p.stat().st_size > 0 for p in paths.values())
+
+
+@dataclass(frozen=True)
+class NoLimitsTrial(SyntheticTrial):
+    """The synthetic trial without limit columns (a trial with ``limits = []``)."""
+
+    def fingerprint(self):
+        return {"kind": "synthetic-no-limits", "arms": [{"name": "A"}, {"name": "B"}]}
+
+    def run_chunk(self, c):
+        table = super().run_chunk(c)
+        return table.drop_columns(["exceeds_kidneys_bed_le_40gy"])
+
+
+def test_no_limits_gives_an_empty_table_and_a_plot_without_exceedance(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from twin.trial import plot_trial
+
+    run_chunks(NoLimitsTrial(), tmp_path, workers=1, progress=False)
+    e = exceedance_table(tmp_path)
+    assert len(e) == 0
+    assert list(e.columns) == ["arm", "limit", "n", "n_exceeding", "fraction", "ci95_low", "ci95_high"]
+    fig = plot_trial(tmp_path)
+    assert len(fig.axes) == 3  # two endpoints and cycles given; no exceedance panel
+    plt.close(fig)
+    paths = write_trial_report(tmp_path)
+    assert paths["exceedance"].read_text().strip() == "arm,limit,n,n_exceeding,fraction,ci95_low,ci95_high"
+
+
+def test_tables_of_a_folder_without_a_run_say_so(tmp_path):
+    from twin.cohort import ResumeError
+    from twin.trial import plot_trial
+
+    for fn in (exceedance_table, summarise, plot_trial):
+        with pytest.raises(ResumeError, match="no cohort run"):
+            fn(tmp_path / "no_such_dir")

@@ -20,7 +20,8 @@ class CohortConfigError(CohortError, InvalidInputError):
 
 
 class ResumeError(CohortError, InvalidInputError):
-    """An output folder holds a different run (or a run where none was expected)."""
+    """An output folder cannot take the run: it holds a different run, a run where none was
+    expected, or files that are not a run (or there is no run where one was expected)."""
 
 
 class EngineError(CohortError, RuntimeError):

@@ -39,6 +39,7 @@ __all__ = [
     "DoseCoefficients",
     "chunk_kinetics",
     "dose_coefficients",
+    "endpoint_organs",
 ]
 
 #: Output grid (h) of the per-cycle simulation: 0 and 31 log-spaced times to 6 weeks.
@@ -76,6 +77,13 @@ class DoseCoefficients:
     lacrimal_k: float                 # local deposition: S = lacrimal_k / mass
 
 
+def endpoint_organs(body_regions: tuple[str, ...]) -> tuple[str, ...]:
+    """The endpoint organs (keys of :data:`ENDPOINT_ORGANS`) a model with these body regions has."""
+    tumours = any(r.startswith("tumour") for r in body_regions)
+    return tuple(o for o, (reg, _) in ENDPOINT_ORGANS.items()
+                 if (reg == "tumour" and tumours) or reg in body_regions)
+
+
 @functools.lru_cache(maxsize=8)
 def dose_coefficients(body_regions: tuple[str, ...], nuclide: str, sex: str) -> DoseCoefficients:
     """Coefficients from :func:`twin.dose.organ_dose` with unit TIAs (linear in the TIA)."""
@@ -91,8 +99,7 @@ def dose_coefficients(body_regions: tuple[str, ...], nuclide: str, sex: str) -> 
         if src is None or src not in table.columns:
             src = dose.REMAINDER_SOURCE
         sources.setdefault(src, []).append(j)
-    organs = [o for o, (reg, _) in ENDPOINT_ORGANS.items()
-              if (reg == "tumour" and tumours) or reg in body_regions]
+    organs = list(endpoint_organs(body_regions))
     mird = [o for o in organs if o not in ("tumour", "lacrimal_glands")]
     matrix = np.zeros((len(organs), len(body_regions)))
     for src, idx in sources.items():

@@ -30,6 +30,7 @@ __all__ = [
     "ENGINES",
     "ChunkTask",
     "RunSummary",
+    "check_run_folder",
     "iter_results",
     "load_manifest",
     "read_results",
@@ -169,8 +170,60 @@ def _done_chunks(task: ChunkTask, out: Path) -> set[int]:
     return done
 
 
-def _diff(a: dict, b: dict) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+_ABSENT = object()
+
+
+def _show(value) -> str:
+    if value is _ABSENT:
+        return "absent"
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def _diff(run, now, prefix: str = "") -> list[str]:
+    """Where two fingerprints differ: ``dotted.key[index]: <run value> in the run, <value> now``.
+
+    Nested tables are followed down to the differing leaves; lists are compared item by item
+    when they have the same length (otherwise the whole list is shown).
+    """
+    if isinstance(run, dict) and isinstance(now, dict):
+        out = []
+        for k in sorted(set(run) | set(now), key=str):
+            out += _diff(run.get(k, _ABSENT), now.get(k, _ABSENT), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(run, list) and isinstance(now, list) and len(run) == len(now):
+        out = []
+        for i, (x, y) in enumerate(zip(run, now)):
+            out += _diff(x, y, f"{prefix}[{i}]")
+        return out
+    if run == now:
+        return []
+    return [f"{prefix or 'the run'}: {_show(run)} in the run, {_show(now)} now"]
+
+
+def check_run_folder(out_dir: str | os.PathLike) -> Path:
+    """Check that ``out_dir`` can take a run before anything is computed or written.
+
+    Accepted: a missing folder, an empty one, one holding only an empty ``parts`` folder (a
+    start interrupted before its manifest) and a previous run (with ``manifest.json``; whether
+    it may be resumed is checked by :func:`run_chunks`). A folder holding anything else, a
+    path that is a file and a ``parts`` folder with files but no manifest are refused with
+    :class:`ResumeError`, and nothing in them is touched.
+    """
+    out = Path(out_dir)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            raise ResumeError(f"{str(parent)!r} exists and is not a folder; choose another output folder.")
+    if not out.exists() or (out / MANIFEST).exists():
+        return out
+    other = sorted(p.name for p in out.iterdir() if p.name != PARTS or not p.is_dir())
+    if other:
+        shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
+        raise ResumeError(f"{str(out)!r} holds files that are not a cohort run ({shown}); choose a new "
+                          "or empty output folder (or the folder of a previous run, with resume).")
+    if (out / PARTS).is_dir() and any((out / PARTS).iterdir()):
+        raise ResumeError(f"{out}/{PARTS} holds files but no {MANIFEST}; choose an empty folder.")
+    return out
 
 
 def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "local",
@@ -183,7 +236,8 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
         ``workers=1`` always runs in this process) or ``"dask"`` (``scheduler``: a
         ``distributed.Client`` or a scheduler address such as ``"tcp://10.0.0.1:8786"``).
     resume: continue a run in ``out_dir`` (same fingerprint required); without it the folder
-        must not hold a run.
+        must not hold a run. A folder holding files that are not a run is always refused
+        (:func:`check_run_folder`).
     """
     if engine not in ENGINES:
         raise CohortConfigError(f"engine {engine!r} is not known; use one of {', '.join(ENGINES)}.")
@@ -192,7 +246,7 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
                                 "address (e.g. 'tcp://127.0.0.1:8786').")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise CohortConfigError(f"workers = {workers!r} must be a positive integer.")
-    out = Path(out_dir)
+    out = check_run_folder(out_dir)
     fingerprint = json.loads(json.dumps(task.fingerprint()))
     if (out / MANIFEST).exists():
         manifest = load_manifest(out)
@@ -201,13 +255,12 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
                 f"{out} already holds a cohort run; resume it (resume=True, --resume) or choose an "
                 "empty folder.")
         if manifest["fingerprint"] != fingerprint:
-            keys = _diff(manifest["fingerprint"], fingerprint)
+            diffs = _diff(manifest["fingerprint"], fingerprint)
+            shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
             raise ResumeError(
-                f"{out} holds a different run (differs in: {', '.join(keys)}); resume with the same "
-                "settings or choose another folder.")
+                f"{out} holds a different run ({shown}); resume with the run's settings or choose "
+                "another folder.")
     else:
-        if out.exists() and (out / PARTS).exists() and any((out / PARTS).iterdir()):
-            raise ResumeError(f"{out}/{PARTS} holds files but no {MANIFEST}; choose an empty folder.")
         (out / PARTS).mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "fingerprint": fingerprint, "n_patients": task.n_patients,
                     "chunk_size": task.chunk_size, "n_chunks": task.n_chunks, "complete": False,

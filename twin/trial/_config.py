@@ -22,7 +22,7 @@ from pathlib import Path
 from twin.cohort._errors import CohortConfigError
 from twin.cohort._population import COVARIATES, Fixed, LogNormalDist, Normal, Population, Uniform
 from twin.trial._arms import Arm, Limit
-from twin.trial._trial import Trial
+from twin.trial._trial import Trial, check_limit_organs
 
 __all__ = ["TrialConfig", "TrialConfigError", "load_trial_config", "parse_trial_config"]
 
@@ -146,6 +146,11 @@ def parse_trial_config(data: dict, source: str = "<string>") -> TrialConfig:
         if not isinstance(data["limits"], list):
             raise TrialConfigError("[[limits]] must be an array of tables.")
         limits = tuple(_limit(f"[[limits]] #{i + 1}", x) for i, x in enumerate(data["limits"]))
+    for i, a in enumerate(arms):
+        if a.limit is not None:
+            _wrap(f"[[arms]] #{i + 1} limit", check_limit_organs, population, (), (a.limit,))
+    for i, lim in enumerate(limits or ()):
+        _wrap(f"[[limits]] #{i + 1}", check_limit_organs, population, (), (lim,))
     kwargs = {"name": trial.get("name", "virtual trial"), "n_patients": trial.get("n_patients", 1000),
               "key": trial.get("seed", 0)}
     if not isinstance(kwargs["key"], int) or isinstance(kwargs["key"], bool):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.cohort._runner import load_manifest, read_results
+from twin.cohort._runner import _parts, load_manifest, read_results
 
 __all__ = ["exceedance_table", "plot_trial", "summarise", "write_trial_report"]
 
@@ -17,6 +17,17 @@ _SCALARS = (("cycles_given", "cycles"), ("activity_per_cycle_gbq", "GBq"),
 
 def _arms(out_dir) -> list[str]:
     return [a["name"] for a in load_manifest(out_dir)["fingerprint"]["arms"]]
+
+
+_EXCEEDANCE_COLUMNS = ("arm", "limit", "n", "n_exceeding", "fraction", "ci95_low", "ci95_high")
+
+
+def _columns(out_dir) -> list[str]:
+    """The columns of a complete run (``ResumeError`` if ``out_dir`` holds none, or an incomplete one)."""
+    import pyarrow.parquet as pq
+
+    parts = _parts(out_dir, allow_incomplete=False)
+    return pq.read_schema(parts[0]).names if parts else []
 
 
 def _endpoint_columns(columns) -> list[tuple[str, str]]:
@@ -32,11 +43,8 @@ def summarise(out_dir: str | os.PathLike):
     absorbed dose and BED of every endpoint organ (Gy).
     """
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    parts = sorted((Path(out_dir) / "parts").glob("part-*.parquet"))
-    load_manifest(out_dir)
-    columns = pq.read_schema(parts[0]).names if parts else []
+    columns = _columns(out_dir)
     rows = []
     meta = read_results(out_dir, columns=["arm", "status"])
     for col, unit in _endpoint_columns(columns):
@@ -56,13 +64,12 @@ def summarise(out_dir: str | os.PathLike):
 def exceedance_table(out_dir: str | os.PathLike):
     """Fraction of patients (with a successful solve) exceeding each limit, per arm, with a 95 % CI.
 
-    The interval is Wilson's score interval for a binomial proportion.
+    The interval is Wilson's score interval for a binomial proportion. Columns: arm, limit, n,
+    n_exceeding, fraction, ci95_low, ci95_high (no rows for a trial without limits).
     """
     import pandas as pd
-    import pyarrow.parquet as pq
 
-    parts = sorted((Path(out_dir) / "parts").glob("part-*.parquet"))
-    columns = [c for c in pq.read_schema(parts[0]).names if c.startswith("exceeds_")]
+    columns = [c for c in _columns(out_dir) if c.startswith("exceeds_")]
     meta = read_results(out_dir, columns=["arm", "status"])
     rows = []
     for col in columns:
@@ -81,12 +88,13 @@ def exceedance_table(out_dir: str | os.PathLike):
             rows.append({"arm": arm, "limit": col.removeprefix("exceeds_"), "n": n, "n_exceeding": k,
                          "fraction": p, "ci95_low": max(0.0, centre - half) if n else np.nan,
                          "ci95_high": min(1.0, centre + half) if n else np.nan})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(_EXCEEDANCE_COLUMNS))
 
 
 def plot_trial(out_dir: str | os.PathLike, endpoints=("kidneys_bed_gy", "tumour_dose_gy")):
     """A matplotlib figure: endpoint distributions per arm (box plots), cycles given and
-    fractions exceeding the limits. Returns the figure."""
+    fractions exceeding the limits (that panel is left out for a trial without limits).
+    Returns the figure."""
     import matplotlib.pyplot as plt
 
     arms = _arms(out_dir)
@@ -94,7 +102,9 @@ def plot_trial(out_dir: str | os.PathLike, endpoints=("kidneys_bed_gy", "tumour_
     ok = meta["status"].to_numpy() == 0
     arm_col = meta["arm"].to_numpy()
     ex = exceedance_table(out_dir)
-    fig, axes = plt.subplots(1, len(endpoints) + 2, figsize=(4.2 * (len(endpoints) + 2), 4.2))
+    panels = len(endpoints) + 1 + (len(ex) > 0)  # no exceedance panel for a trial without limits
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 4.2), squeeze=False)
+    axes = axes[0]
     for ax, col in zip(axes, endpoints):
         v = read_results(out_dir, columns=[col])[col].to_numpy()
         data = [v[(arm_col == a) & ok & np.isfinite(v)] for a in arms]
@@ -112,6 +122,9 @@ def plot_trial(out_dir: str | os.PathLike, endpoints=("kidneys_bed_gy", "tumour_
     ax.set_xlabel("cycles given")
     ax.set_ylabel("fraction of patients")
     ax.legend(fontsize=7)
+    if ex.empty:
+        fig.tight_layout()
+        return fig
     ax = axes[-1]
     limits = list(dict.fromkeys(ex["limit"]))
     width = 0.8 / max(len(arms), 1)

@@ -10,12 +10,12 @@ import numpy as np
 
 import pbpk
 from twin.cohort._errors import CohortConfigError
-from twin.cohort._kinetics import TIME_GRID_H, chunk_kinetics
+from twin.cohort._kinetics import TIME_GRID_H, chunk_kinetics, endpoint_organs
 from twin.cohort._population import COVARIATES, Population, PreparedPopulation, key_data, prepare
-from twin.cohort._runner import RunSummary, run_chunks
+from twin.cohort._runner import RunSummary, check_run_folder, run_chunks
 from twin.trial._arms import Arm, Limit, default_limits, evaluate_arm
 
-__all__ = ["Trial", "TrialTask", "run_trial"]
+__all__ = ["Trial", "TrialTask", "check_limit_organs", "model_organs", "run_trial"]
 
 _MAX_PATIENTS = 10**9
 
@@ -32,7 +32,9 @@ class Trial:
     key: integer seed or ``jax.random`` key; the same key gives the same patients and results.
     limits: organ-at-risk limits reported as fractions exceeding (default: ``twin.dose``'s
         shipped limits without risk factors: kidneys 23 Gy, kidney BED 40 Gy, red marrow 2 Gy,
-        salivary glands 25 Gy).
+        salivary glands 25 Gy; those on organs the model lacks are left out, e.g. the salivary
+        glands of the SSTR models). Given limits, and those of the arms, must name organs of
+        the population's model (:func:`model_organs`); ``CohortConfigError`` otherwise.
     name: a label for tables and plots.
     """
 
@@ -59,10 +61,32 @@ class Trial:
             raise CohortConfigError(f"n_patients = {n!r} must be a whole number from 1 to {_MAX_PATIENTS}.")
         object.__setattr__(self, "n_patients", int(n))
         object.__setattr__(self, "key", tuple(int(k) for k in key_data(self.key)))
-        limits = default_limits() if self.limits is None else tuple(self.limits)
+        if self.limits is None:  # the shipped limits on the organs this model has
+            organs = model_organs(self.population)
+            limits = tuple(lim for lim in default_limits() if lim.organ in organs)
+        else:
+            limits = tuple(self.limits)
         if not all(isinstance(lim, Limit) for lim in limits):
             raise CohortConfigError("limits must be twin.trial.Limit objects.")
+        check_limit_organs(self.population, arms, limits)
         object.__setattr__(self, "limits", limits)
+
+
+def model_organs(population: Population) -> tuple[str, ...]:
+    """The endpoint organs of the population's model (the organs limits may name)."""
+    return endpoint_organs(population.reference_model().graph.body_regions)
+
+
+def check_limit_organs(population: Population, arms=(), limits=()) -> None:
+    """Refuse a limit (of the trial or of an arm) on an organ the population's model lacks."""
+    organs = model_organs(population)
+    named = [(f"arm {a.name!r}: ", a.limit) for a in arms if a.limit is not None]
+    named += [(f"limit #{i + 1}: " if len(limits) > 1 else "", lim) for i, lim in enumerate(limits)]
+    for where, lim in named:
+        if lim.organ not in organs:
+            raise CohortConfigError(
+                f"{where}the {population.agent} model has no {lim.organ} (limit {lim}); limits may name "
+                f"its organs: {', '.join(organs)}.")
 
 
 def _ligand_nmol(arm: Arm, population: Population) -> float:
@@ -170,6 +194,7 @@ def run_trial(trial: Trial, out_dir: str | os.PathLike, *, chunk_size: int = 128
         raise CohortConfigError(f"chunk_size = {chunk_size!r} must be a whole number from 1 to 100000.")
     if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
         raise CohortConfigError(f"rtol = {rtol!r} must be a float between 1e-12 and 1e-3.")
+    check_run_folder(out_dir)  # refuse a folder of other files before the population is prepared
     task = TrialTask(prepare(trial.population), trial.arms, trial.limits, trial.key, trial.n_patients,
                      int(chunk_size), bool(include_tia), rtol, 1e-9, trial.name)
     return run_chunks(task, out_dir, engine=engine, workers=workers, scheduler=scheduler,
