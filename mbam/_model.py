@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,48 @@ class MBAMError(PBPKError):
 
 class GeodesicError(MBAMError, RuntimeError):
     """The geodesic could not be integrated (non-finite metric or acceleration at the start)."""
+
+
+def _real(value) -> float | None:
+    """``value`` as a float if it is one real number (Python or NumPy scalar, or a 0-d array of
+    integers or floats; never a bool or a string), else ``None``."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    dtype = getattr(value, "dtype", None)
+    if (getattr(value, "shape", None) == () and dtype is not None
+            and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
+        return float(value)
+    return None
+
+
+def _integer(value) -> int | None:
+    """``value`` as an int if it is an integer (Python or NumPy; not a bool), else ``None``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def _sequence(value, what: str, example: str) -> tuple:
+    """``value`` as a tuple if it is a sequence (list, tuple, array), not one string or a mapping;
+    a string would otherwise be split into its characters."""
+    if isinstance(value, (str, bytes)):
+        raise InvalidInputError(
+            f"{what} must be a sequence such as {example}, not the single string {value!r}."
+        )
+    if isinstance(value, Mapping) or not hasattr(value, "__iter__"):
+        raise InvalidInputError(f"{what} must be a sequence such as {example}, got {value!r}.")
+    return tuple(value)
+
+
+def _names(value, what: str) -> tuple[str, ...]:
+    """Parameter names: a sequence of non-empty strings."""
+    names = _sequence(value, what, "['k1', 'k2']")
+    bad = [n for n in names if not isinstance(n, str) or not n]
+    if bad:
+        raise InvalidInputError(f"{what} must be non-empty strings, got {', '.join(map(repr, bad))}.")
+    return tuple(str(n) for n in names)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -44,18 +87,33 @@ class Model:
     def __post_init__(self):
         if not callable(self.predict):
             raise InvalidInputError("Model.predict must be a callable x -> predictions")
-        names = tuple(str(n) for n in self.names)
+        names = _names(self.names, "Model parameter names")
         if len(names) == 0:
             raise InvalidInputError("Model needs at least one parameter name")
         if len(set(names)) != len(names):
             raise InvalidInputError(f"Model parameter names must be unique, got {names}")
         object.__setattr__(self, "names", names)
-        sigma = np.asarray(self.sigma, dtype=float)
+        sigma = np.asarray(self.sigma)
+        if sigma.dtype == bool or not (np.issubdtype(sigma.dtype, np.integer)
+                                       or np.issubdtype(sigma.dtype, np.floating)):
+            raise InvalidInputError(
+                f"Model.sigma must be a number or an array of numbers (noise scale of each "
+                f"prediction), got {self.sigma!r}")
+        sigma = sigma.astype(float)
         if not np.all(np.isfinite(sigma)) or np.any(sigma <= 0):
             raise InvalidInputError("Model.sigma must be finite and > 0")
         object.__setattr__(self, "sigma", sigma if sigma.ndim else float(sigma))
         lp = self.log_params
-        lp = (True,) * len(names) if lp is None else tuple(bool(b) for b in lp)
+        if lp is None:
+            lp = (True,) * len(names)
+        else:
+            lp = _sequence(lp, "Model.log_params", "[True, False] (one flag per parameter)")
+            bad = [b for b in lp if not (isinstance(b, (bool, np.bool_)) or _integer(b) in (0, 1))]
+            if bad:
+                raise InvalidInputError(
+                    f"Model.log_params must be True/False flags (one per parameter), got "
+                    f"{', '.join(map(repr, bad))}")
+            lp = tuple(bool(b) for b in lp)
         if len(lp) != len(names):
             raise InvalidInputError("Model.log_params must have one entry per parameter name")
         object.__setattr__(self, "log_params", lp)
@@ -65,8 +123,19 @@ class Model:
         return len(self.names)
 
     def residuals(self, x) -> jax.Array:
-        """Weighted predictions r(x) = predict(x) / sigma, shape (M,)."""
-        return jnp.ravel(jnp.asarray(self.predict(x))) / jnp.ravel(jnp.asarray(self.sigma))
+        """Weighted predictions r(x) = predict(x) / sigma, shape (M,).
+
+        Raises :class:`pbpk.InvalidInputError` when an array ``sigma`` does not have one value
+        per prediction (the shapes are static, so this is checked when the model is traced).
+        """
+        pred = jnp.asarray(self.predict(x))
+        sigma = jnp.asarray(self.sigma)
+        if sigma.size != 1 and sigma.size != pred.size:
+            raise InvalidInputError(
+                f"Model.sigma has shape {tuple(np.shape(self.sigma))} but predict(x) returns shape "
+                f"{tuple(pred.shape)}; give one sigma per prediction ({pred.size} values) or a "
+                "scalar.")
+        return jnp.ravel(pred) / jnp.ravel(sigma)
 
     def check_x(self, x) -> jax.Array:
         """Validate a parameter vector and return it as a float64 array."""
@@ -87,7 +156,7 @@ class Model:
         sigma: float | np.ndarray = 1.0,
     ) -> Model:
         """Wrap a function of positive parameters theta as a function of x = log(theta)."""
-        return cls(lambda x: predict_theta(jnp.exp(x)), tuple(names), sigma)
+        return cls(lambda x: predict_theta(jnp.exp(x)), _names(names, "Model parameter names"), sigma)
 
 
 def relative_sigma(y_ref, rel: float = 0.1, floor: float = 0.1) -> np.ndarray:

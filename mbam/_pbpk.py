@@ -36,6 +36,8 @@ from pbpk import Compartment, GraphError, InvalidInputError, PBPKModel, Process,
 from pbpk._compile import DECAY_PARAMETER
 from pbpk._graph import parse_factor
 
+from ._model import _names, _real
+
 __all__ = [
     "GraphRewrite",
     "apply_limit_to_model",
@@ -226,6 +228,8 @@ def remove_process(model: PBPKModel, kind: str, source: str, target: str,
     ``rate`` (rate-factor tokens) picks one of several parallel processes with the same ends
     (e.g. the three liver -> venous flows); by default all of them go.
     """
+    if rate is not None:
+        rate = _names(rate, "rate (the rate-factor tokens of the process)")
     graph = model.graph
     hit = [p for p in graph.processes if p.kind == kind and p.source == source and p.target == target
            and (rate is None or tuple(p.rate) == tuple(rate))]
@@ -393,7 +397,7 @@ def combine_parameters(model: PBPKModel, names: Sequence[str], new_name: str,
     combination must cover every use of each name (volumes included) unless
     ``allow_partial=True``, in which case the remaining uses keep the old parameter.
     """
-    names = tuple(names)
+    names = _names(names, "combine_parameters names")
     exps = tuple(int(e) for e in (exponents if exponents is not None else [1] * len(names)))
     if len(exps) != len(names) or len(set(names)) != len(names) or not names:
         raise InvalidInputError("combine_parameters needs distinct names and one exponent per name.")
@@ -494,7 +498,7 @@ def parallel_groups(model: PBPKModel, exclude_regions: Sequence[str] = ()) -> tu
     ``exclude_regions``. Each group has at least two members, sorted by time constant V/Q."""
     if not isinstance(model, PBPKModel):
         raise InvalidInputError(f"model must be a pbpk.PBPKModel, got {type(model).__name__}.")
-    skip = set(exclude_regions)
+    skip = set(_names(exclude_regions, "exclude_regions"))
     groups: dict[tuple[str, str], list[str]] = {}
     for c in model.graph.compartments:
         if c.region in skip:
@@ -658,11 +662,11 @@ def transit_candidates(model: PBPKModel, max_transit_h: float, max_volume_fracti
     never a candidate: its region would no longer be reported)."""
     if not isinstance(model, PBPKModel):
         raise InvalidInputError(f"model must be a pbpk.PBPKModel, got {type(model).__name__}.")
-    if not (isinstance(max_transit_h, (int, float)) and max_transit_h > 0):
+    if _real(max_transit_h) is None or not max_transit_h > 0:
         raise InvalidInputError(f"max_transit_h = {max_transit_h!r} must be a positive number of hours.")
-    if not (isinstance(max_volume_fraction, (int, float)) and max_volume_fraction > 0):
+    if _real(max_volume_fraction) is None or not max_volume_fraction > 0:
         raise InvalidInputError(f"max_volume_fraction = {max_volume_fraction!r} must be a positive number.")
-    skip = set(exclude_regions)
+    skip = set(_names(exclude_regions, "exclude_regions"))
     out = []
     for c in model.graph.compartments:
         if c.region in skip or sum(d.region == c.region for d in model.graph.compartments) < 2:
@@ -814,7 +818,7 @@ def _direction(value) -> str:
             return "0"
         if v in ("inf", "+inf", "infinity", "+infinity"):
             return "inf"
-    elif isinstance(value, (int, float)):
+    elif _real(value) is not None:
         if value == 0:
             return "0"
         if math.isinf(value) and value > 0:

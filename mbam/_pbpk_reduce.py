@@ -42,12 +42,12 @@ import numpy as np
 import scipy.optimize
 
 import pbpk
-from pbpk import GraphError, InvalidInputError, PBPKError, PBPKModel
+from pbpk import GraphError, InvalidInputError, PBPKError, PBPKModel, UnknownNameError
 from pbpk._compile import DECAY_PARAMETER
 from pbpk._graph import parse_factor
 
 from ._limits import KIND_LIMIT, find_boundaries
-from ._model import MBAMError, Model
+from ._model import MBAMError, Model, _integer, _names, _real, _sequence
 from ._pbpk import (
     GraphRewrite,
     _bypass_droppable,
@@ -91,9 +91,12 @@ class DesignError(MBAMError, InvalidInputError):
 # ============================================================================ design
 def _times(value, what: str) -> tuple[float, ...]:
     try:
-        t = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise DesignError(f"{what} must be a list of numbers (hours), got {value!r}.") from None
+        items = _sequence(value, what, "[1.0, 24.0] (hours)")
+    except InvalidInputError as exc:
+        raise DesignError(str(exc)) from None
+    t = tuple(_real(v) for v in items)
+    if any(v is None for v in t):
+        raise DesignError(f"{what} must be a list of numbers (hours), got {value!r}.")
     if any(not math.isfinite(v) or v <= 0 for v in t):
         raise DesignError(f"{what} must be finite and > 0 h after injection, got {t}.")
     return t
@@ -141,10 +144,11 @@ class ReductionDesign:
         object.__setattr__(self, "regions", regions)
         for name, lo in (("activity_mbq", 0.0), ("cv", 0.0), ("floor_mbq", -1e-300), ("tia_cv", -1e-300)):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= lo:
+            f = _real(v)
+            if f is None or not math.isfinite(f) or f <= lo:
                 raise DesignError(f"design.{name} = {v!r} must be a finite number "
                                   f"{'> 0' if lo == 0 else '>= 0'}.")
-            object.__setattr__(self, name, float(v))
+            object.__setattr__(self, name, f)
 
     @property
     def times_h(self) -> tuple[float, ...]:
@@ -214,6 +218,7 @@ def patient_parameters(model: PBPKModel) -> tuple[str, ...]:
 def reducible_parameters(model: PBPKModel, fixed: Sequence[str] = ()) -> tuple[str, ...]:
     """Parameters MBAM moves: patient parameters that are not volumes, not used as ``1-x``
     factors, positive, and not in ``fixed``."""
+    fixed = _names(fixed, "fixed")
     comp = set()
     for p in model.graph.processes:
         for t in (*p.rate, *p.koff, *p.receptor):
@@ -468,14 +473,60 @@ class PBPKReduction:
         """Full-model parameter values (scalars or arrays with a patient axis; missing names take
         the full model's defaults) -> the reduced model's parameters, through each accepted
         step's definitions and refit factors. Every output has the inputs' common (broadcast)
-        shape, so the result feeds ``pbpk.simulate_cohort`` directly."""
-        values = dict(values or {})
-        unknown = [k for k in values if k not in self.full_model.parameters]
+        shape, so the result feeds ``pbpk.simulate_cohort`` directly.
+
+        Raises :class:`pbpk.UnknownNameError` for a name that is not a parameter of the full
+        model and :class:`pbpk.InvalidInputError` for values that are not finite numbers > 0
+        (fractions used as ``1 - x``: in [0, 1]; parameters whose default is 0: >= 0) or whose
+        shapes do not broadcast to one common shape."""
+        full = self.full_model
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise InvalidInputError(
+                f"values must be a mapping {{parameter name: value or array}}, got {type(values).__name__}.")
+        values = dict(values)
+        names = [n for n in full.parameter_names if n != DECAY_PARAMETER]
+        if DECAY_PARAMETER in values:
+            raise InvalidInputError(
+                f"{DECAY_PARAMETER} is set by the nuclide ({full.nuclide}), not mapped; leave it out.")
+        unknown = [k for k in values if k not in full.parameters]
         if unknown:
-            raise InvalidInputError(f"unknown full-model parameter(s) {', '.join(unknown)}.")
-        cur = {n: np.asarray(values.get(n, v), dtype=float)
-               for n, v in self.full_model.parameters.items() if n != DECAY_PARAMETER}
-        shape = np.broadcast_shapes(*(np.shape(v) for v in cur.values()))
+            raise UnknownNameError(
+                f"unknown full-model parameter(s) {', '.join(map(repr, unknown))} of {full.name!r}; "
+                f"known: {', '.join(names)}.")
+        fractions = {parse_factor(t)[1] for p in full.graph.processes
+                     for t in (*p.rate, *p.koff, *p.receptor) if parse_factor(t)[0] == "comp"}
+        cur = {}
+        for n in names:
+            if n not in values:
+                cur[n] = np.asarray(full.parameters[n], dtype=float)
+                continue
+            v = values[n]
+            arr = np.asarray(v)
+            if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer)
+                                         or np.issubdtype(arr.dtype, np.floating)):
+                raise InvalidInputError(
+                    f"values[{n!r}] = {v!r} must be a number or an array of numbers.")
+            arr = arr.astype(float)
+            if n in fractions:
+                ok, need = (arr >= 0) & (arr <= 1), "in [0, 1] (it is used as 1 - x)"
+            elif full.parameters[n] == 0:
+                ok, need = arr >= 0, ">= 0"
+            else:
+                ok, need = arr > 0, "> 0 (rates, flows, volumes and amounts are log-parametrised)"
+            if not (np.all(np.isfinite(arr)) and np.all(ok)):
+                bad = arr[~(np.isfinite(arr) & ok)] if arr.ndim else arr
+                raise InvalidInputError(
+                    f"values[{n!r}] must be finite and {need}; got {np.ravel(bad)[:5].tolist()}.")
+            cur[n] = arr
+        try:
+            shape = np.broadcast_shapes(*(np.shape(v) for v in cur.values()))
+        except ValueError:
+            shapes = ", ".join(f"{n}: {np.shape(v)}" for n, v in cur.items() if np.shape(v) != ())
+            raise InvalidInputError(
+                f"the values' shapes do not broadcast to one common shape ({shapes}); give scalars "
+                "or arrays with the same patient axis.") from None
         for step in self.accepted:
             cur = step.map_values(cur, step.names)
         return {n: np.broadcast_to(cur[n], shape).copy() for n in self.model.parameter_names
@@ -495,11 +546,14 @@ class PBPKReduction:
         bad = [n for n in prior.names if n not in self.full_model.parameters]
         if bad:
             raise InvalidInputError(f"prior parameter(s) {', '.join(bad)} are not in {self.full_model.name!r}.")
-        if isinstance(n_draws, bool) or not isinstance(n_draws, (int, np.integer)) or n_draws < 1:
+        if _integer(n_draws) is None or n_draws < 1:
             raise InvalidInputError(f"n_draws = {n_draws!r} must be an integer >= 1.")
-        act = self.design.activity_mbq if activity_mbq is None else activity_mbq
-        if not (isinstance(act, (int, float)) and math.isfinite(act) and act > 0):
-            raise InvalidInputError(f"activity_mbq = {act!r} must be a finite number > 0.")
+        if _integer(chunk_size) is None or chunk_size < 1:
+            raise InvalidInputError(f"chunk_size = {chunk_size!r} must be an integer >= 1.")
+        act_in = self.design.activity_mbq if activity_mbq is None else activity_mbq
+        act = _real(act_in)
+        if act is None or not (math.isfinite(act) and act > 0):
+            raise InvalidInputError(f"activity_mbq = {act_in!r} must be a finite number > 0.")
         import pandas as pd
 
         draws = {k: np.asarray(v, dtype=float) for k, v in prior.sample(key, int(n_draws)).items()}
@@ -581,12 +635,61 @@ def load_reduced(source) -> PBPKReduction:
         reduced = PBPKModel.from_json(json.dumps(data["reduced_model"]))
         design = ReductionDesign.from_dict(data["design"])
         history = tuple(PBPKReductionStep.from_dict(d) for d in data["history"])
-    except (KeyError, TypeError, ValueError) as exc:
+        stop_reason, wall_s = str(data.get("stop_reason", "")), float(data.get("wall_s", 0.0))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, PBPKError):
             raise
         raise InvalidInputError(f"the reduction file is incomplete or malformed: {exc!r}.") from None
-    return PBPKReduction(full, reduced, design, history, str(data.get("stop_reason", "")),
-                         float(data.get("wall_s", 0.0)))
+    red = PBPKReduction(full, reduced, design, history, stop_reason, wall_s)
+    _check_reduction(red)
+    return red
+
+
+def _check_reduction(red: PBPKReduction) -> None:
+    """Raise a typed error if the parts of a reduction (read from a file) do not fit together:
+    the design must fit both models (:meth:`ReductionDesign.check_model`), each accepted step's
+    definitions may use only the previous step's parameters, its ``names`` must be what they
+    define or carry over, and the last step's names must be the reduced model's parameters."""
+    try:
+        red.design.check_model(red.full_model)
+        red.design.check_model(red.model)
+    except DesignError as exc:
+        raise DesignError(f"the reduction file's design does not fit its models: {exc}") from None
+    available = {n for n in red.full_model.parameter_names if n != DECAY_PARAMETER}
+
+    def used(terms):
+        if terms and terms[0] == "/":
+            return used(terms[1]) | used(terms[2])
+        return {name for _, mono in terms for name, _ in mono}
+
+    def fail(step, msg):
+        raise InvalidInputError(f"the reduction file is inconsistent: step {step.iteration} {msg}; "
+                                "it was edited or is corrupt: write it again with PBPKReduction.save().")
+
+    for step in red.accepted:
+        defined = set()
+        for name, terms in step.definitions:
+            missing = sorted(used(terms) - available - defined)
+            if missing:
+                fail(step, f"defines {name!r} from unknown parameter(s) {', '.join(missing)}")
+            defined.add(name)
+        if not step.names:
+            fail(step, "lists no parameter names")
+        missing = [n for n in step.names if n not in available | defined]
+        if missing:
+            fail(step, f"lists parameter(s) {', '.join(missing)} that neither the previous step "
+                       "has nor this step defines")
+        extra = [n for n in step.scale if n not in step.names]
+        if extra:
+            fail(step, f"scales parameter(s) {', '.join(extra)} it does not list")
+        available = set(step.names)
+    reduced = {n for n in red.model.parameter_names if n != DECAY_PARAMETER}
+    if available != reduced:
+        diff = sorted(available ^ reduced)
+        raise InvalidInputError(
+            f"the reduction file is inconsistent: its steps end in parameters that differ from the "
+            f"reduced model's ({', '.join(diff)}); it was edited or is corrupt: write it again with "
+            "PBPKReduction.save().")
 
 
 # ============================================================================ graph helpers
@@ -600,6 +703,8 @@ def prune_unreachable(model: PBPKModel, *, keep: Sequence[str] | None = None
     other regions that no ligand reaches go, with their volume parameters."""
     from ._pbpk import _map_removed, _new_model
 
+    if keep is not None:
+        keep = _names(keep, "keep")
     g = model.graph
     adj: dict[str, set[str]] = {c.name: set() for c in g.compartments}
     for p in g.processes:
@@ -772,7 +877,7 @@ def design_model(model: PBPKModel, design: ReductionDesign | None = None,
         raise InvalidInputError(f"model must be a pbpk.PBPKModel, got {type(model).__name__}.")
     design = design or ReductionDesign.psma_pet_spect(model.ligand or "PSMA-617")
     design.check_model(model)
-    names = tuple(parameters) if parameters is not None else reducible_parameters(model)
+    names = _names(parameters, "parameters") if parameters is not None else reducible_parameters(model)
     bad = [n for n in names if n not in model.parameters or n == DECAY_PARAMETER]
     if bad or not names:
         raise InvalidInputError(f"parameters {bad or names} are not free parameters of {model.name!r}.")
@@ -893,14 +998,17 @@ def reduce_pbpk(
     if not isinstance(design, ReductionDesign):
         raise DesignError(f"design must be an mbam.ReductionDesign, got {type(design).__name__}.")
     design.check_model(model)
-    if not (isinstance(chi2_tol, (int, float)) and chi2_tol > 0):
-        raise InvalidInputError(f"chi2_tol = {chi2_tol!r} must be > 0.")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer)) or max_iter < 0:
+    if _real(chi2_tol) is None or not chi2_tol > 0:
+        raise InvalidInputError(f"chi2_tol = {chi2_tol!r} must be a number > 0.")
+    if _integer(max_iter) is None or max_iter < 0:
         raise InvalidInputError(f"max_iter = {max_iter!r} must be an integer >= 0.")
-    if not (isinstance(transit_fraction, (int, float)) and 0 < transit_fraction < 1):
+    if _real(transit_fraction) is None or not 0 < transit_fraction < 1:
         raise InvalidInputError(f"transit_fraction = {transit_fraction!r} must lie in (0, 1).")
     if refit not in ("auto", "always", "never"):
         raise InvalidInputError(f"refit = {refit!r}; use 'auto', 'always' or 'never'.")
+    fixed = _names(fixed, "fixed")
+    if parameters is not None:
+        parameters = _names(parameters, "parameters")
     unknown = [n for n in (*fixed, *(parameters or ())) if n not in model.parameters]
     if unknown:
         raise InvalidInputError(f"unknown parameter(s) {', '.join(unknown)} in fixed/parameters.")

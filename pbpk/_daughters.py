@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -242,6 +243,50 @@ def free_ion_graph(
     return graph, params, src, entry
 
 
+def _real_or_none(value) -> float | None:
+    """``value`` as a float if it is a real number (Python, NumPy or a 0-d array; not a bool,
+    not a string), else ``None``."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    dtype = getattr(value, "dtype", None)
+    if (getattr(value, "shape", None) == () and dtype is not None
+            and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
+        return float(value)
+    return None
+
+
+def _release_value(value, what: str) -> float:
+    """A release fraction: a real number (not a bool) in [0, 1]."""
+    v = _real_or_none(value)
+    if v is None:
+        raise InvalidInputError(f"{what} = {value!r} must be a number in [0, 1] (fraction released per decay).")
+    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
+        raise InvalidInputError(f"{what} = {value!r} must be in [0, 1] (fraction released per decay).")
+    return v
+
+
+def _updated_release(release: Mapping[str, float], fractions: Mapping[str, object], valid: set[str],
+                     nuclide: str, hint: str = "") -> dict[str, float]:
+    """``release`` with ``fractions`` (``_`` for ``'*'``) set; unknown spaces are refused."""
+    new = dict(release)
+    unknown = []
+    for k, v in fractions.items():
+        key = DEFAULT if k == "_" else k
+        if key not in valid:
+            unknown.append(k)
+            continue
+        new[key] = _release_value(v, f"release fraction of {nuclide} for space {key!r}")
+    if unknown:
+        names = ", ".join(f"{s!r}" for s in sorted(valid - {DEFAULT})) + ", '_' (for '*')"
+        raise UnknownNameError(
+            f"unknown release space(s) {', '.join(map(repr, unknown))} for {nuclide}; valid: {names}."
+            + (f" {hint}" if hint else "")
+        )
+    return new
+
+
 @dataclass(frozen=True)
 class FreeDaughter:
     """A daughter nuclide that can leave the parent and follow its own free-ion kinetics.
@@ -301,16 +346,22 @@ class FreeDaughter:
                 raise InvalidInputError(
                     f"parameter {k!r} of {self.nuclide} = {v!r} must be finite and >= 0 (> 0 for volumes)."
                 )
-        release = {str(k): float(v) for k, v in dict(self.release).items()}
+        if not isinstance(self.release, Mapping):
+            raise InvalidInputError(
+                f"release of {self.nuclide} must be a mapping {{space: fraction}}, got "
+                f"{type(self.release).__name__}; e.g. {{'*': 1.0, 'internalised': 0.0}}."
+            )
+        release = {}
+        for k, v in self.release.items():
+            if not isinstance(k, str):
+                raise InvalidInputError(
+                    f"release of {self.nuclide}: space names must be strings, got {k!r}."
+                )
+            release[k] = _release_value(v, f"release fraction of {self.nuclide} for space {k!r}")
         if DEFAULT not in release:
             raise InvalidInputError(
                 f"release of {self.nuclide} needs a '*' entry (fraction released in every other space)."
             )
-        for k, v in release.items():
-            if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-                raise InvalidInputError(
-                    f"release fraction of {self.nuclide} for space {k!r} = {v!r} must be in [0, 1]."
-                )
         entry = dict(self.entry)
         if DEFAULT not in entry:
             raise InvalidInputError(f"entry of {self.nuclide} needs a '*' compartment (e.g. plasma).")
@@ -334,11 +385,22 @@ class FreeDaughter:
         return self.entry.get(region, self.entry[DEFAULT])
 
     def with_release(self, **fractions: float) -> FreeDaughter:
-        """A copy with some release fractions replaced (keys are spaces; ``_`` for ``'*'``)."""
-        new = dict(self.release)
-        for k, v in fractions.items():
-            new[DEFAULT if k == "_" else k] = v
-        return dataclasses.replace(self, release=new)
+        """A copy with some release fractions replaced (keys are spaces; ``_`` for ``'*'``).
+
+        Only the spaces the release map lists, ``retained`` and ``_`` (``'*'``) are accepted: a
+        daughter does not know its parent's spaces, so a misspelt space is refused
+        (:class:`~pbpk.UnknownNameError`). To add another space of the parent use
+        :meth:`ChainModel.with_release`, or build the daughter with the whole ``release`` map.
+        """
+        valid = {*self.release, DEFAULT, RETAINED}
+        return dataclasses.replace(
+            self, release=_updated_release(
+                self.release, fractions, valid, f"{self.nuclide}",
+                "FreeDaughter.with_release changes only the spaces its release map lists; to add "
+                "a space of the parent use ChainModel.with_release(nuclide, ...) or build "
+                "FreeDaughter(..., release={...}).",
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -431,9 +493,23 @@ class ChainModel:
         raise UnknownNameError(f"{nuclide!r} is not a tracked daughter; tracked: {', '.join(self.nuclides[1:])}.")
 
     def with_release(self, nuclide: str, **fractions: float) -> ChainModel:
-        """A copy with release fractions of one daughter replaced (``_=`` sets ``'*'``)."""
+        """A copy with release fractions of one daughter replaced (``_=`` sets ``'*'``).
+
+        Keys are the spaces where the daughter's predecessor decays: the parent graph's spaces
+        (for a daughter made by decays of the parent), ``retained`` (decays of retained atoms)
+        and ``_`` (``'*'``, every other space); values are fractions in [0, 1]. An unknown
+        space raises :class:`~pbpk.UnknownNameError` listing the valid ones.
+        """
         d = self.daughter(nuclide)
-        new = tuple(x.with_release(**fractions) if x is d else x for x in self.daughters)
+        valid = {*d.release, DEFAULT, RETAINED}
+        if self.transitions[self.parent.nuclide].get(d.nuclide, 0.0) > 0.0:
+            valid |= {c.space for c in self.parent.graph.compartments}
+            hint = ""
+        else:
+            hint = (f"{d.nuclide} is made only by decays of free or retained daughters, so the "
+                    "parent's spaces do not apply to it.")
+        new_d = dataclasses.replace(d, release=_updated_release(d.release, fractions, valid, d.nuclide, hint))
+        new = tuple(new_d if x is d else x for x in self.daughters)
         return dataclasses.replace(self, daughters=new)
 
     def with_daughter_parameters(self, nuclide: str, **values: float) -> ChainModel:
@@ -991,6 +1067,22 @@ _INTERNAL = (
 )
 
 
+def _molar_activity(value) -> float:
+    """A molar activity (MBq/nmol): a finite real number > 0 (not a bool)."""
+    v = _real_or_none(value)
+    if v is None:
+        raise InvalidInputError(
+            f"molar_activity_mbq_per_nmol = {value!r} must be a number of MBq per nmol "
+            "(e.g. 0.1 for 225Ac-PSMA-617)."
+        )
+    if not (math.isfinite(v) and v > 0):
+        raise InvalidInputError(
+            f"molar_activity_mbq_per_nmol = {value!r} must be finite and > 0 MBq/nmol "
+            "(e.g. 0.1 for 225Ac-PSMA-617)."
+        )
+    return v
+
+
 def ac225_psma_model(
     ligand: str = "PSMA-617",
     physiology: Physiology | None = None,
@@ -1022,9 +1114,10 @@ def ac225_psma_model(
     """
     from pbpk._models import psma_model
 
+    molar = _molar_activity(molar_activity_mbq_per_nmol)
     phys = physiology or Physiology.reference("male")
     parent = psma_model(ligand, "Ac-225", phys, **psma_kwargs)
-    parent = dataclasses.replace(parent, default_molar_activity_mbq_per_nmol=float(molar_activity_mbq_per_nmol),
+    parent = dataclasses.replace(parent, default_molar_activity_mbq_per_nmol=molar,
                                  description=parent.description + "; 225Ac")
     rel = {DEFAULT: release_extracellular, "internalised": release_internalised, RETAINED: release_internalised}
     daughters = []
@@ -1090,9 +1183,10 @@ def pb212_sstr_model(
     if ligand not in PB212_LIGANDS:
         raise UnknownNameError(f"212Pb ligand {ligand!r} is not known; known: {', '.join(PB212_LIGANDS)}.")
     base, release, source = PB212_LIGANDS[ligand]
+    molar = _molar_activity(molar_activity_mbq_per_nmol)
     phys = physiology or Physiology.reference("male")
     parent = sstr_model(base, "Pb-212", phys, **sstr_kwargs)
-    parent = dataclasses.replace(parent, ligand=ligand, default_molar_activity_mbq_per_nmol=float(molar_activity_mbq_per_nmol),
+    parent = dataclasses.replace(parent, ligand=ligand, default_molar_activity_mbq_per_nmol=molar,
                                  description=f"{parent.description}; 212Pb-{ligand} ({base} kinetics)")
     f_ext = release if release_extracellular is None else release_extracellular
     rel = {DEFAULT: f_ext, "internalised": release_internalised, RETAINED: release_internalised}

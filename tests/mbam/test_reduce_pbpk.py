@@ -159,7 +159,7 @@ def test_parameter_map_sends_populations_to_the_reduced_model(organ_reduction):
     np.testing.assert_allclose(mapped[merged], vv + vi, rtol=1e-12)  # V = V_v + V_i
     np.testing.assert_allclose(mapped["V_p"], 3.0)
     assert {np.shape(v) for v in mapped.values()} == {(3,)}  # ready for simulate_cohort
-    with pytest.raises(pbpk.InvalidInputError, match="unknown"):
+    with pytest.raises(pbpk.UnknownNameError, match="unknown"):
         red.map_parameters({"V_x": 1.0})
     cohort = pbpk.simulate_cohort(red.model, SCHEDULE, TIMES, mapped, chunk_size=3)
     assert np.all(np.asarray(cohort.status) == 0)

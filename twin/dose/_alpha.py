@@ -23,13 +23,16 @@ the clinical alpha papers).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pbpk._errors import InvalidInputError
+import numpy as np
+
+from pbpk._errors import InvalidInputError, UnknownNameError
 from pbpk._nuclides import PENETRATING_TYPES, decay_chain, get_nuclide
+from twin.dose._errors import UnknownOrganError
 from twin.dose._kernels import DECAYS_PER_MBQ_H, MEV_TO_J
-from twin.dose._organ import _check_positive, _check_tia
 
 __all__ = [
     "ALPHA_RBE_DEFAULT",
@@ -91,14 +94,123 @@ class AlphaDoseResult:
         return float(self.table.loc[region, col])
 
 
+def _real(value, name: str, what: str) -> float:
+    """``value`` as a float if it is a real number (Python, NumPy or a 0-d array; not a bool,
+    not a string), else a typed error."""
+    if not isinstance(value, (bool, np.bool_)):
+        if isinstance(value, numbers.Real):
+            return float(value)
+        dtype = getattr(value, "dtype", None)
+        if (getattr(value, "shape", None) == () and dtype is not None
+                and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
+            return float(value)
+    raise InvalidInputError(f"{name} must be a number ({what}), got {value!r}")
+
+
 def _check_rbe(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}") from None
+    v = _real(value, name, "an RBE weight, e.g. 5 for alphas, 1 for electrons")
     if not (math.isfinite(v) and v > 0):
-        raise InvalidInputError(f"{name} must be positive and finite (e.g. 5 for alphas), got {value!r}")
+        raise InvalidInputError(
+            f"{name} must be positive and finite (e.g. 5 for alphas, 1 for electrons), got {value!r}")
     return v
+
+
+def _check_mass(value, name: str) -> float:
+    v = _real(value, name, "kg")
+    if not (math.isfinite(v) and v > 0):
+        raise InvalidInputError(f"{name} must be positive and finite (kg), got {value!r}")
+    return v
+
+
+def _check_tia_value(value, name: str) -> float:
+    v = _real(value, name, "MBq·h")
+    if not (math.isfinite(v) and v >= 0):
+        raise InvalidInputError(
+            f"{name} must be finite and non-negative (MBq·h), got {value!r}; time-integrated "
+            "activity cannot be negative"
+        )
+    return v
+
+
+def _known_nuclide(name: str, where: str) -> None:
+    """Typed error (the nuclide error, with the known names) naming the argument it came from."""
+    try:
+        get_nuclide(name)
+    except UnknownNameError as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def _check_masses(organ_masses_kg, name: str = "organ_masses_kg") -> dict[str, float]:
+    if not isinstance(organ_masses_kg, Mapping):
+        raise InvalidInputError(
+            f"{name} must be a mapping {{region: kg}}, got {type(organ_masses_kg).__name__}."
+        )
+    out = {}
+    for region, m in organ_masses_kg.items():
+        if not isinstance(region, str):
+            raise InvalidInputError(f"{name}: region names must be strings, got {region!r}.")
+        out[region] = _check_mass(m, f"{name}[{region!r}]")
+    return out
+
+
+def _check_tia_table(tia_mbq_h) -> dict[str, dict[str, float]]:
+    if not isinstance(tia_mbq_h, Mapping) or not tia_mbq_h:
+        raise InvalidInputError("tia_mbq_h must be a non-empty mapping {nuclide: {region: MBq h}}.")
+    out = {}
+    for nuc, per_region in tia_mbq_h.items():
+        if not isinstance(nuc, str):
+            raise InvalidInputError(
+                f"tia_mbq_h keys must be nuclide names such as 'Ac-225', got {nuc!r}."
+            )
+        _known_nuclide(nuc, "tia_mbq_h")
+        if not isinstance(per_region, Mapping):
+            raise InvalidInputError(
+                f"tia_mbq_h[{nuc!r}] must be a mapping {{region: MBq h}}, got {type(per_region).__name__}; "
+                "give the TIA per nuclide and region, e.g. {'Ac-225': {'kidney': 12.0}}."
+            )
+        row = {}
+        for region, value in per_region.items():
+            if not isinstance(region, str):
+                raise InvalidInputError(f"tia_mbq_h[{nuc!r}]: region names must be strings, got {region!r}.")
+            row[region] = _check_tia_value(value, f"tia_mbq_h[{nuc!r}][{region!r}]")
+        out[nuc] = row
+    return out
+
+
+def _check_energies(energies_mev, nuclides) -> dict[str, dict[str, float]]:
+    """Energies per decay for each nuclide of ``nuclides`` (given ones checked, others ICRP-107)."""
+    if energies_mev is not None and not isinstance(energies_mev, Mapping):
+        raise InvalidInputError(
+            f"energies_mev must be None or a mapping {{nuclide: {{'alpha': MeV, 'electron': MeV}}}}, "
+            f"got {type(energies_mev).__name__}."
+        )
+    for key in energies_mev or {}:
+        if not isinstance(key, str):
+            raise InvalidInputError(f"energies_mev keys must be nuclide names such as 'Bi-213', got {key!r}.")
+        _known_nuclide(key, "energies_mev")  # a misspelt nuclide would otherwise be ignored silently
+    energies = {}
+    for nuc in nuclides:
+        name = get_nuclide(nuc).name
+        if energies_mev is not None and (nuc in energies_mev or name in energies_mev):
+            e = energies_mev.get(nuc, energies_mev.get(name))
+            if not isinstance(e, Mapping) or "alpha" not in e or "electron" not in e:
+                raise InvalidInputError(
+                    f"energies_mev[{nuc!r}] needs numbers for 'alpha' and 'electron' (MeV per decay)."
+                )
+            row = {}
+            for kind in ("alpha", "electron"):
+                v = _real(e[kind], f"energies_mev[{nuc!r}][{kind!r}]", "MeV per decay")
+                if not (math.isfinite(v) and v >= 0):
+                    raise InvalidInputError(
+                        f"energies_mev[{nuc!r}][{kind!r}] must be finite and >= 0 MeV per decay, got {e[kind]!r}."
+                    )
+                row[kind] = v
+            photon = e.get("photon", float("nan"))
+            row["photon"] = _real(photon, f"energies_mev[{nuc!r}]['photon']", "MeV per decay")
+            energies[nuc] = row
+        else:
+            energies[nuc] = nuclide_energies_mev(name)
+    return energies
 
 
 def alpha_organ_dose(
@@ -129,30 +241,14 @@ def alpha_organ_dose(
 
     ra = _check_rbe(rbe_alpha, "rbe_alpha")
     re_ = _check_rbe(rbe_electron, "rbe_electron")
-    if not isinstance(tia_mbq_h, Mapping) or not tia_mbq_h:
-        raise InvalidInputError("tia_mbq_h must be a non-empty mapping {nuclide: {region: MBq h}}.")
-    if not isinstance(organ_masses_kg, Mapping):
-        raise InvalidInputError("organ_masses_kg must be a mapping {region: kg}.")
-    for region, m in organ_masses_kg.items():
-        _check_positive(m, f"organ_masses_kg[{region!r}]")
-    energies = {}
-    for nuc in tia_mbq_h:
-        name = get_nuclide(nuc).name
-        if energies_mev is not None and (nuc in energies_mev or name in energies_mev):
-            e = energies_mev.get(nuc, energies_mev.get(name))
-            try:
-                energies[nuc] = {"alpha": float(e["alpha"]), "electron": float(e["electron"]),
-                                 "photon": float(e.get("photon", float("nan")))}
-            except (KeyError, TypeError, ValueError):
-                raise InvalidInputError(
-                    f"energies_mev[{nuc!r}] needs numbers for 'alpha' and 'electron' (MeV per decay)."
-                ) from None
-        else:
-            energies[nuc] = nuclide_energies_mev(name)
+    tia_mbq_h = _check_tia_table(tia_mbq_h)
+    organ_masses_kg = _check_masses(organ_masses_kg)
+    energies = _check_energies(energies_mev, tia_mbq_h)
+    if not isinstance(method, str):
+        raise InvalidInputError(f"method must be a string describing the dose method, got {method!r}.")
     regions: list[str] = []
     for per_region in tia_mbq_h.values():
-        for region, value in per_region.items():
-            _check_tia(value, f"tia_mbq_h[...][{region!r}]")
+        for region in per_region:
             if region not in regions:
                 regions.append(region)
     rows, skipped = [], []
@@ -177,9 +273,22 @@ def alpha_organ_dose(
     return AlphaDoseResult(table, ra, re_, energies, tuple(skipped), method)
 
 
-def _default_masses(volumes_l: Mapping[str, float], organ_masses_kg):
+def _default_masses(volumes_l: Mapping[str, float], organ_masses_kg, known_regions=None):
+    """Organ volumes x 1 kg/L, overridden or completed by ``organ_masses_kg`` (checked: known
+    region names, positive finite masses)."""
     masses = {k: float(v) for k, v in dict(volumes_l).items()}  # 1 kg/L, as the demo
-    masses.update(dict(organ_masses_kg or {}))
+    if organ_masses_kg is None:
+        return masses
+    given = _check_masses(organ_masses_kg)
+    known = set(masses) | set(known_regions or ())
+    unknown = [r for r in given if r not in known]
+    if unknown:
+        raise UnknownOrganError(
+            f"organ_masses_kg has unknown region(s) {', '.join(map(repr, unknown))}; known regions "
+            f"of this result: {', '.join(sorted(known))}. Check the spelling (a mass for a region "
+            "without TIA would give no dose)."
+        )
+    masses.update(given)
     return masses
 
 
@@ -204,8 +313,12 @@ def chain_dose(
                 f"chain_dose needs a pbpk.ChainResult (from pbpk.simulate_chain), got {type(result).__name__}; "
                 "for a single-nuclide result use alpha_organ_dose or in_situ_alpha_dose."
             )
+    if not isinstance(in_situ, bool):
+        raise InvalidInputError(f"in_situ must be True or False, got {in_situ!r}.")
     tia = result.in_situ_tia if in_situ else result.tia_mbq_h
-    masses = _default_masses(result.organ_volumes_l, organ_masses_kg)
+    regions_with_tia = set().union(*(set(v) for v in result.tia_mbq_h.values()),
+                                   *(set(v) for v in result.in_situ_tia.values()))
+    masses = _default_masses(result.organ_volumes_l, organ_masses_kg, regions_with_tia)
     method = "in situ (daughters decay where the parent decayed)" if in_situ else "daughter redistribution"
     return alpha_organ_dose(tia, masses, energies_mev=result.energies_mev, rbe_alpha=rbe_alpha,
                             rbe_electron=rbe_electron, method=method)
