@@ -127,17 +127,22 @@ def _engine_kwargs(args) -> dict:
             "resume": args.resume, "progress": not args.no_progress}
 
 
+def _rate(x: float) -> str:
+    """A speed with 3 significant figures, without an exponent: 0.0123, 4.56, 789, 12,345."""
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def _report(summary) -> None:
     print(f"{summary.n_patients} patients in {summary.n_chunks} chunks: {summary.chunks_run} run now, "
           f"{summary.chunks_skipped} already done; {summary.n_failed} failed solves")
     if summary.chunks_run:
-        print(f"wall time {summary.wall_s:.1f} s, {summary.patients_per_s:.3g} patients/s "
+        print(f"wall time {summary.wall_s:.1f} s, {_rate(summary.patients_per_s)} patients/s "
               f"({summary.engine}, {summary.workers} worker(s); includes start-up and compilation)")
         from twin.cohort import load_manifest
 
         last = load_manifest(summary.out_dir).get("last_run", {})
         if last.get("patients_per_cpu_s_steady"):
-            print(f"after compilation: {last['patients_per_cpu_s_steady']:.3g} patients per CPU-second "
+            print(f"after compilation: {_rate(last['patients_per_cpu_s_steady'])} patients per CPU-second "
                   f"(median over {last['chunks_timed']} chunks)")
     print(f"results: {summary.out_dir}/parts/*.parquet, manifest: {summary.out_dir}/manifest.json")
 

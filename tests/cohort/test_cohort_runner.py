@@ -118,7 +118,11 @@ def test_folder_with_other_files_is_refused_and_left_alone(tmp_path):
 def test_missing_empty_and_bare_parts_folders_are_accepted(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "bare" / "parts").mkdir(parents=True)  # a start interrupted before the manifest
-    for name in ("missing", "empty", "bare"):
+    # files every OS or tool puts in folders, and the temporary manifest of a killed first write
+    (tmp_path / "osfiles").mkdir()
+    for junk in (".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep", ".manifest.json.0a1b.tmp"):
+        (tmp_path / "osfiles" / junk).write_text("x")
+    for name in ("missing", "empty", "bare", "osfiles"):
         s = run_chunks(SquaresTask(n_patients=10, chunk_size=5), tmp_path / name, workers=1, progress=False)
         assert s.chunks_run == 2
         _check(tmp_path / name, 10)
@@ -130,7 +134,8 @@ def test_different_run_message_names_nested_keys_with_both_values(tmp_path):
     run = {"arms": [{"name": "s", "cycles": 6}], "key": [0, 0], "n": 5}
     now = {"arms": [{"name": "s", "cycles": 1}], "key": [0, 0], "n": 5, "extra": True}
     assert _diff(run, now) == ["arms[0].cycles: 6 in the run, 1 now", "extra: absent in the run, true now"]
-    assert _diff({"a": [1, 2]}, {"a": [1]}) == ["a: [1, 2] in the run, [1] now"]
+    assert _diff({"a": [1, 2]}, {"a": [1]}) == ["a[1]: 2 in the run, absent now"]
+    assert _diff({"a": [1]}, {"a": [1, 3]}) == ["a[1]: absent in the run, 3 now"]
     run_chunks(SquaresTask(), tmp_path, workers=1, progress=False)
     with pytest.raises(ResumeError, match="salt: 0 in the run, 1 now"):
         run_chunks(SquaresTask(salt=1), tmp_path, workers=1, progress=False, resume=True)

@@ -143,6 +143,8 @@ def test_merge_refuses_unknown_overwrite_names(case):
     kidney = P.Masks(np.where(masks.labels == masks.label_of("kidney_left"), 1, 0).astype(np.int16),
                      {1: "kidney_left"}, masks.geometry)
     assert L.merge_tumour_masks(kidney, comp).names == ("kidney_left", "tumour1")
+    for same in (("body",), "body", ["body"]):  # naming the default behaves as the default
+        assert L.merge_tumour_masks(kidney, comp, overwrite=same).names == ("kidney_left", "tumour1")
 
 
 def test_boolean_masks_for_lesions(case):

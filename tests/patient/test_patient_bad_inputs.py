@@ -303,3 +303,6 @@ def test_scan_time_given_twice_is_refused():
     with pytest.raises(P.ScanTimeError, match="not both"):
         act(np.ones((3, 3, 3)), hours_after_injection=1.0,
             injection_time="2026-01-01T08:00", scan_time="2026-01-01T12:00")
+    # an injection time alone cannot disagree (load_patient passes it to every frame)
+    assert act(np.ones((3, 3, 3)), hours_after_injection=1.0,
+               injection_time="2026-01-01T08:00").hours_after_injection == 1.0

@@ -101,3 +101,27 @@ def test_units_of_other_fields_are_converted(tmp_path):
 def test_wrong_unit_on_a_field(tmp_path, row, match):
     with pytest.raises(P.LabUnitError, match=match):
         P.read_labs(_long(tmp_path, row + "\n"))
+
+
+@pytest.mark.parametrize("mg_dl, umol_l", [(0.7, 65), (1.1, 93), (0.5, 40), (0.20, 17), (1.0, 88)])
+def test_creatinine_in_both_units_agrees_within_the_rounding_as_written(mg_dl, umol_l):
+    # each pair is one true value rounded in each unit (1 mg/dL = 88.4 umol/L): 0.7 mg/dL is
+    # 0.65-0.75 mg/dL = 57.5-66.3 umol/L, and 65 umol/L is 64.5-65.5 umol/L, so they overlap
+    base = {"sex": "female", "age_y": 60, "weight_kg": 65, "height_cm": 165}
+    assert P.read_labs({**base, "creatinine_mg_dl": mg_dl, "creatinine_umol_l": umol_l}).creatinine_mg_dl == mg_dl
+    # ... but not values outside each other's rounding: 0.7 mg/dL is at most 66.3 umol/L
+    with pytest.raises(P.LabRangeError, match="given twice"):
+        P.read_labs({**base, "creatinine_mg_dl": 0.7, "creatinine_umol_l": 68})
+
+
+@pytest.mark.parametrize("header", ["units", "Units", "UOM", "Unit of measure"])
+def test_unit_column_under_other_names_is_read(tmp_path, header):
+    labs = P.read_labs(_long(tmp_path, "weight_kg,176,lb\n", f"field,value,{header}\nsex,M,\nage_y,70,\n"
+                                                             "height_cm,178,\ncreatinine_mg_dl,1.0,\n"))
+    assert labs.weight_kg == pytest.approx(176 * 0.45359237)  # not 176 kg
+
+
+def test_an_empty_duplicate_cell_is_no_conflict(tmp_path):
+    (tmp_path / "wide.csv").write_text("sex,age_y,weight_kg,height_cm,creatinine_mg_dl,weight_kg\n"
+                                       "F,60,65,165,0.8,\n")
+    assert P.read_labs(tmp_path / "wide.csv").weight_kg == 65.0

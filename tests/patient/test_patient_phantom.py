@@ -105,3 +105,10 @@ def test_spect_sstr_and_default_patient():
     assert d is P.default_patient()  # cached
     assert d.geometry.spacing == (4.0, 4.0, 4.0) and d.labs.patient_id == "default"
     assert d.masks.volume_ml("tumour1") == pytest.approx(12.0, rel=0.15)
+
+
+def test_given_tumour_volumes_set_the_number_of_tumours():
+    # n_tumours is not used when the volumes are given, so None there is no error
+    ph = P.make_phantom(3, spacing_mm=8.0, times_h=(1.0,), fwhm_mm=0.0, total_counts=None,
+                        tumour_volumes_ml=[12.0], n_tumours=None)
+    assert [n for n in ph.masks.names if n.startswith("tumour")] == ["tumour1"]

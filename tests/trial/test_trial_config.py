@@ -222,3 +222,9 @@ def test_cli_report_keeps_significant_figures_for_slow_runs(tmp_path, capsys):
     _cli_trial._report(summary)
     out = capsys.readouterr().out
     assert "0.0123 patients per CPU-second" in out and "0.0125 patients/s" in out
+
+
+def test_cli_report_prints_fast_runs_without_an_exponent():
+    assert _cli_trial._rate(12345.6) == "12,346"
+    assert _cli_trial._rate(789.4) == "789"
+    assert _cli_trial._rate(4.567) == "4.57"

@@ -183,22 +183,36 @@ def _show(value) -> str:
 def _diff(run, now, prefix: str = "") -> list[str]:
     """Where two fingerprints differ: ``dotted.key[index]: <run value> in the run, <value> now``.
 
-    Nested tables are followed down to the differing leaves; lists are compared item by item
-    when they have the same length (otherwise the whole list is shown).
+    Nested tables are followed down to the differing leaves; lists are compared item by item,
+    and the items one of them has beyond the other's length are named.
     """
     if isinstance(run, dict) and isinstance(now, dict):
         out = []
         for k in sorted(set(run) | set(now), key=str):
             out += _diff(run.get(k, _ABSENT), now.get(k, _ABSENT), f"{prefix}.{k}" if prefix else str(k))
         return out
-    if isinstance(run, list) and isinstance(now, list) and len(run) == len(now):
+    if isinstance(run, list) and isinstance(now, list):
         out = []
         for i, (x, y) in enumerate(zip(run, now)):
             out += _diff(x, y, f"{prefix}[{i}]")
+        for i in range(len(now), len(run)):
+            out.append(f"{prefix}[{i}]: {_show(run[i])} in the run, absent now")
+        for i in range(len(run), len(now)):
+            out.append(f"{prefix}[{i}]: absent in the run, {_show(now[i])} now")
         return out
     if run == now:
         return []
     return [f"{prefix or 'the run'}: {_show(run)} in the run, {_show(now)} now"]
+
+
+#: Files that operating systems and tools put in any folder; they do not make it "used".
+_OS_FILES = frozenset({"Thumbs.db", "desktop.ini", "Icon\r"})
+
+
+def _ignorable(name: str) -> bool:
+    # hidden files (.DS_Store, .gitkeep, and the manifest's own .manifest.json.<id>.tmp left by a
+    # start killed while writing it) and the files operating systems add to every folder
+    return name.startswith(".") or name in _OS_FILES
 
 
 def check_run_folder(out_dir: str | os.PathLike) -> Path:
@@ -216,7 +230,8 @@ def check_run_folder(out_dir: str | os.PathLike) -> Path:
             raise ResumeError(f"{str(parent)!r} exists and is not a folder; choose another output folder.")
     if not out.exists() or (out / MANIFEST).exists():
         return out
-    other = sorted(p.name for p in out.iterdir() if p.name != PARTS or not p.is_dir())
+    other = sorted(p.name for p in out.iterdir()
+                   if not _ignorable(p.name) and (p.name != PARTS or not p.is_dir()))
     if other:
         shown = ", ".join(other[:3]) + (", ..." if len(other) > 3 else "")
         raise ResumeError(f"{str(out)!r} holds files that are not a cohort run ({shown}); choose a new "

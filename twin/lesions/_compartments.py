@@ -35,7 +35,7 @@ __all__ = ["TumourCompartments", "merge_tumour_masks", "tumour_compartments"]
 
 _log = logging.getLogger(__name__)
 _TUMOUR_NAME = re.compile(r"tumour(\d+|_rest)")
-_BODY_ONLY = ("body",)  # default of merge_tumour_masks(overwrite=): no error if there is no 'body'
+_BODY_ONLY = ("body",)  # default of merge_tumour_masks(overwrite=); 'body' may be absent
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,7 +128,7 @@ def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tum
     :class:`twin.patient.OverlappingLabelsError`. Masks that already hold tumour structures
     (``tumourN``, ``tumour_rest``) raise :class:`twin.patient.LabelTableError` unless
     ``replace_tumours=True``, which drops them first (their voxels go to ``body`` if present).
-    A name in ``overwrite`` that is not a structure of ``masks`` raises
+    A name in ``overwrite`` other than ``body`` that is not a structure of ``masks`` raises
     :class:`twin.patient.UnknownLabelError` (a ``KeyError``) listing the structures.
     """
     if not isinstance(masks, Masks):
@@ -150,13 +150,13 @@ def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tum
             raise LesionParameterError(
                 f"overwrite = {given!r}; give structure names (a name or a tuple of names, e.g. "
                 "('body',)) or None.") from None
-    if given is not _BODY_ONLY:
-        unknown = sorted(str(n) for n in overwrite if n not in masks.names)
-        if unknown:
-            raise UnknownLabelError(
-                f"overwrite names {', '.join(repr(n) for n in unknown)}, which "
-                f"{'is' if len(unknown) == 1 else 'are'} not a structure of the masks; valid names: "
-                f"{', '.join(masks.names)}.")
+    # 'body' (the default remainder) may be absent from the masks, whether named or by default
+    unknown = sorted(str(n) for n in overwrite if n not in masks.names and n != "body")
+    if unknown:
+        raise UnknownLabelError(
+            f"overwrite names {', '.join(repr(n) for n in unknown)}, which "
+            f"{'is' if len(unknown) == 1 else 'are'} not a structure of the masks; valid names: "
+            f"{', '.join(masks.names)}.")
     labels = np.array(masks.labels, dtype=np.int16, copy=True)
     table = dict(masks.label_table)
     old = [k for k, n in table.items() if _TUMOUR_NAME.fullmatch(n)]

@@ -429,7 +429,7 @@ def load_activity_image(
             raise ScanTimeError("give hours_after_injection, or both injection_time and scan_time.")
         hours_after_injection = hours_between(injection_time, scan_time)
     else:
-        if injection_time is not None or scan_time is not None:
+        if scan_time is not None:  # an injection time alone cannot contradict the hours
             raise ScanTimeError(
                 "give the scan time once: either hours_after_injection, or injection_time and "
                 "scan_time, not both (they could disagree).")

@@ -14,8 +14,9 @@ and ``patient_id`` take no unit.
 
 A field given twice (two rows of the long format, two columns of the same name, or creatinine
 as more than one of ``creatinine``, ``creatinine_mg_dl``, ``creatinine_umol_l``) must have one
-value: identical when both are in the same unit, equal to within 2 % (the rounding of values
-reported in different units) otherwise. Conflicting values are a :class:`LabRangeError` naming
+value: identical when both are in the same unit; in different units, equal within the rounding
+of the values as written (half a unit of each value's last digit, plus 0.5 % for conversion
+factors that labs round differently): 0.7 mg/dL and 65 umol/L agree (0.65-0.75 and 64.5-65.5). Conflicting values are a :class:`LabRangeError` naming
 the field and both values.
 """
 
@@ -25,6 +26,7 @@ import csv
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pbpk
@@ -71,10 +73,11 @@ _EXPECTED_UNIT = {"age_y": "y", "weight_kg": "kg", "height_cm": "cm", "haematocr
                   "albumin_g_l": "g/L", "creatinine": "mg/dL or umol/L", "creatinine_mg_dl": "mg/dL",
                   "creatinine_umol_l": "umol/L"}
 _UNITLESS = ("sex", "patient_id", "creatinine_unit")
+_UNIT_COLUMN_NAMES = frozenset({"unit", "units", "uom", "unit of measure", "unit_of_measure"})
 _CREATININE_FIELDS = ("creatinine", "creatinine_mg_dl", "creatinine_umol_l")
-#: Values of one field given in different units agree if within this relative difference (the
-#: rounding of reported values, e.g. creatinine 88 umol/L = 0.995 mg/dL vs 1.0 mg/dL).
-_CROSS_UNIT_RTOL = 0.02
+#: Values of one field given in different units agree if their rounding intervals overlap, with
+#: this relative slack for the conversion factor (88.4 or 88.42 umol/L per mg/dL).
+_CROSS_UNIT_RTOL = 0.005
 
 
 def _unit_key(unit) -> str:
@@ -82,8 +85,21 @@ def _unit_key(unit) -> str:
     return str(unit).strip().lower().replace("µ", "u").replace("μ", "u").replace(" ", "")  # micro, mu
 
 
-def _agree(a: float, b: float, same_unit: bool) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9 if same_unit else _CROSS_UNIT_RTOL, abs_tol=0.0)
+def _half_step(raw) -> float:
+    """Half a unit of the last digit of a value as written: 0.05 for '0.7', 0.5 for 65."""
+    try:
+        exponent = Decimal(raw.strip() if isinstance(raw, str) else repr(raw)).as_tuple().exponent
+    except (InvalidOperation, TypeError, ValueError):
+        return 0.0
+    return 0.5 * 10.0 ** exponent if isinstance(exponent, int) else 0.0
+
+
+def _agree(a: float, b: float, same_unit: bool, slack: float = 0.0) -> bool:
+    """Two values of one field agree: equal in the same unit; in different units, within
+    ``slack`` (the two rounding half-steps, in the common unit) plus the conversion slack."""
+    if same_unit:
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0)
+    return abs(a - b) <= slack + _CROSS_UNIT_RTOL * max(abs(a), abs(b))
 
 
 def _as_float(name: str, value) -> float:
@@ -133,14 +149,16 @@ def _given(fields: Mapping, name: str) -> bool:
 def _creatinine_mg_dl(fields: Mapping) -> float | None:
     """Creatinine in mg/dL from ``creatinine_mg_dl``, ``creatinine_umol_l`` or ``creatinine`` +
     ``creatinine_unit``; when more than one is given they must agree."""
-    sources = []  # (description, mg/dL, unit key)
+    sources = []  # (description, mg/dL, unit key, rounding half-step in mg/dL)
     if _given(fields, "creatinine_mg_dl"):
         raw = fields["creatinine_mg_dl"]
-        sources.append((f"creatinine_mg_dl = {raw!r}", _as_float("creatinine_mg_dl", raw), "mg/dl"))
+        sources.append((f"creatinine_mg_dl = {raw!r}", _as_float("creatinine_mg_dl", raw), "mg/dl",
+                        _half_step(raw)))
     if _given(fields, "creatinine_umol_l"):
         raw = fields["creatinine_umol_l"]
         sources.append((f"creatinine_umol_l = {raw!r}",
-                        _as_float("creatinine_umol_l", raw) / UMOL_PER_L_PER_MG_DL, "umol/l"))
+                        _as_float("creatinine_umol_l", raw) / UMOL_PER_L_PER_MG_DL, "umol/l",
+                        _half_step(raw) / UMOL_PER_L_PER_MG_DL))
     if _given(fields, "creatinine"):
         value = fields["creatinine"]
         unit = fields.get("creatinine_unit")
@@ -153,13 +171,14 @@ def _creatinine_mg_dl(fields: Mapping) -> float | None:
         if key not in LAB_UNITS["creatinine"]:
             raise LabUnitError(f"creatinine_unit = {unit!r} is not accepted; use 'mg/dL' or 'umol/L'.")
         sources.append((f"creatinine = {value!r} {str(unit).strip()}",
-                        _as_float("creatinine", value) * LAB_UNITS["creatinine"][key], key))
+                        _as_float("creatinine", value) * LAB_UNITS["creatinine"][key], key,
+                        _half_step(value) * LAB_UNITS["creatinine"][key]))
     if not sources:
         return None
     first = sources[0]
     for other in sources[1:]:
         if not (math.isfinite(first[1]) and math.isfinite(other[1])
-                and _agree(first[1], other[1], first[2] == other[2])):
+                and _agree(first[1], other[1], first[2] == other[2], first[3] + other[3])):
             raise LabRangeError(
                 f"creatinine is given twice with different values: {first[0]} ({first[1]:.4g} mg/dL) "
                 f"and {other[0]} ({other[1]:.4g} mg/dL); keep the one that is right and drop the other."
@@ -262,7 +281,8 @@ def _same_value(name: str, a: _Entry, b: _Entry) -> bool:
     if a.value.strip() == b.value.strip() and _unit_key(a.unit) == _unit_key(b.unit):
         return True  # written identically
     if a.number is not None and b.number is not None and a.factor is not None and b.factor is not None:
-        return _agree(a.number, b.number, a.factor == b.factor)
+        return _agree(a.number, b.number, a.factor == b.factor,
+                      _half_step(a.value) * a.factor + _half_step(b.value) * b.factor)
     if a.factor is None and b.factor is None and a.unit == b.unit == "":
         try:  # unit-less numbers: 60 and 60.0 are the same value
             return float(a.value) == float(b.value)
@@ -279,7 +299,9 @@ def _same_value(name: str, a: _Entry, b: _Entry) -> bool:
 
 
 def _one_value(name: str, entries: list[_Entry], path: Path) -> _Entry:
-    """The value of a field given once or more; :class:`LabRangeError` if the values conflict."""
+    """The value of a field given once or more; :class:`LabRangeError` if the values conflict.
+    Empty cells give no value, so they conflict with nothing."""
+    entries = [e for e in entries if e.value.strip()] or entries
     first = entries[0]
     for other in entries[1:]:
         if not _same_value(name, first, other):
@@ -303,7 +325,8 @@ def _entry(name: str, value: str, unit: str, where: str) -> _Entry:
             raise LabUnitError(
                 f"{name} = {value!r} has the unit {unit!r} ({where}), which is not accepted; {name} is in "
                 f"{_EXPECTED_UNIT[name]} (also accepted: {', '.join(LAB_UNITS[name])}). Give the value in "
-                f"{_EXPECTED_UNIT[name]} or leave the unit empty."
+                f"{_EXPECTED_UNIT[name]}"
+                + (" with that unit." if name == "creatinine" else " or leave the unit empty.")
             )
         factor = LAB_UNITS[name][key]
     else:
@@ -390,6 +413,9 @@ def read_labs(source) -> Labs:
     names = [h.strip() for h in header]
     lower = [n.lower() for n in names]
     if {"field", "value"} <= set(lower):  # long format
+        # the unit column under the other names lab exports give it (a missed unit column would
+        # read 176 lb as 176 kg)
+        lower = ["unit" if n in _UNIT_COLUMN_NAMES else n for n in lower]
         for col in ("field", "value", "unit"):
             if lower.count(col) > 1:
                 raise CorruptFileError(f"labs CSV {str(path)!r} has the column {col!r} twice; keep one.")

@@ -218,9 +218,10 @@ def make_phantom(
         total_counts = _real("total_counts", total_counts, low=0.0, low_open=True,
                              hint="total_counts is the expected number of counts per frame (> 0, e.g. "
                                   "5e7); use None for a noiseless image.")
-    n_tumours = _count("n_tumours", n_tumours, low=1,
-                       hint="give an integer n_tumours >= 1: the pbpk models are built around at least "
-                            "one lesion.")
+    if tumour_volumes_ml is None:  # otherwise the volumes give the number of tumours
+        n_tumours = _count("n_tumours", n_tumours, low=1,
+                           hint="give an integer n_tumours >= 1: the pbpk models are built around at "
+                                "least one lesion.")
     a_inj = _real("injected_activity_mbq", injected_activity_mbq, low=0.0, low_open=True,
                   hint="give the injected activity in MBq (> 0), or None for the modality's default."
                   ) if injected_activity_mbq is not None else (150.0 if modality == "PET" else 7400.0)
