@@ -108,6 +108,8 @@ class Model:
             lp = (True,) * len(names)
         else:
             lp = _sequence(lp, "Model.log_params", "[True, False] (one flag per parameter)")
+            # items of a jax or numpy array are 0-d arrays: take their value first
+            lp = tuple(b.item() if getattr(b, "shape", None) == () and hasattr(b, "item") else b for b in lp)
             bad = [b for b in lp if not (isinstance(b, (bool, np.bool_)) or _integer(b) in (0, 1))]
             if bad:
                 raise InvalidInputError(

@@ -475,10 +475,13 @@ class PBPKReduction:
         step's definitions and refit factors. Every output has the inputs' common (broadcast)
         shape, so the result feeds ``pbpk.simulate_cohort`` directly.
 
+        The values follow pbpk's own rule (:func:`pbpk.simulate` accepts the same): finite,
+        volumes > 0, other parameters >= 0, fractions used as ``1 - x`` in [0, 1]. The decay
+        constant may be given only with the nuclide's value (as in ``model.parameters``).
         Raises :class:`pbpk.UnknownNameError` for a name that is not a parameter of the full
-        model and :class:`pbpk.InvalidInputError` for values that are not finite numbers > 0
-        (fractions used as ``1 - x``: in [0, 1]; parameters whose default is 0: >= 0) or whose
-        shapes do not broadcast to one common shape."""
+        model and :class:`pbpk.InvalidInputError` for values outside that rule, shapes that do
+        not broadcast to one common shape, or a mapping that comes out non-finite (e.g. a ratio
+        whose parameters are all 0)."""
         full = self.full_model
         if values is None:
             values = {}
@@ -488,8 +491,12 @@ class PBPKReduction:
         values = dict(values)
         names = [n for n in full.parameter_names if n != DECAY_PARAMETER]
         if DECAY_PARAMETER in values:
-            raise InvalidInputError(
-                f"{DECAY_PARAMETER} is set by the nuclide ({full.nuclide}), not mapped; leave it out.")
+            decay = values.pop(DECAY_PARAMETER)
+            if not np.all(np.asarray(decay, dtype=object) == full.parameters[DECAY_PARAMETER]):
+                raise InvalidInputError(
+                    f"{DECAY_PARAMETER} = {decay!r} differs from the nuclide's "
+                    f"{full.parameters[DECAY_PARAMETER]!r} ({full.nuclide}); it is set by the nuclide, "
+                    "not mapped: leave it out.")
         unknown = [k for k in values if k not in full.parameters]
         if unknown:
             raise UnknownNameError(
@@ -497,6 +504,7 @@ class PBPKReduction:
                 f"known: {', '.join(names)}.")
         fractions = {parse_factor(t)[1] for p in full.graph.processes
                      for t in (*p.rate, *p.koff, *p.receptor) if parse_factor(t)[0] == "comp"}
+        volumes = {c.volume for c in full.graph.compartments if c.volume}
         cur = {}
         for n in names:
             if n not in values:
@@ -511,10 +519,10 @@ class PBPKReduction:
             arr = arr.astype(float)
             if n in fractions:
                 ok, need = (arr >= 0) & (arr <= 1), "in [0, 1] (it is used as 1 - x)"
-            elif full.parameters[n] == 0:
-                ok, need = arr >= 0, ">= 0"
+            elif n in volumes:
+                ok, need = arr > 0, "> 0 (a compartment needs a volume)"
             else:
-                ok, need = arr > 0, "> 0 (rates, flows, volumes and amounts are log-parametrised)"
+                ok, need = arr >= 0, ">= 0 (rates, flows and amounts)"
             if not (np.all(np.isfinite(arr)) and np.all(ok)):
                 bad = arr[~(np.isfinite(arr) & ok)] if arr.ndim else arr
                 raise InvalidInputError(
@@ -529,8 +537,15 @@ class PBPKReduction:
                 "or arrays with the same patient axis.") from None
         for step in self.accepted:
             cur = step.map_values(cur, step.names)
-        return {n: np.broadcast_to(cur[n], shape).copy() for n in self.model.parameter_names
-                if n != DECAY_PARAMETER}
+        out = {n: np.broadcast_to(cur[n], shape).copy() for n in self.model.parameter_names
+               if n != DECAY_PARAMETER}
+        bad = [n for n, v in out.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise InvalidInputError(
+                f"the reduced parameter(s) {', '.join(bad)} come out non-finite for these values (a "
+                "ratio whose full-model parameters are all 0?); the reduced model cannot represent "
+                "them: simulate the full model for such patients.")
+        return out
 
     def check_population(self, prior, n_draws: int = 1000, key=0, *, activity_mbq: float | None = None,
                          chunk_size: int = 100) -> PopulationCheck:

@@ -1067,18 +1067,18 @@ _INTERNAL = (
 )
 
 
-def _molar_activity(value) -> float:
+def _molar_activity(value, example: str = "0.1 for 225Ac-PSMA-617") -> float:
     """A molar activity (MBq/nmol): a finite real number > 0 (not a bool)."""
     v = _real_or_none(value)
     if v is None:
         raise InvalidInputError(
             f"molar_activity_mbq_per_nmol = {value!r} must be a number of MBq per nmol "
-            "(e.g. 0.1 for 225Ac-PSMA-617)."
+            f"(e.g. {example})."
         )
     if not (math.isfinite(v) and v > 0):
         raise InvalidInputError(
             f"molar_activity_mbq_per_nmol = {value!r} must be finite and > 0 MBq/nmol "
-            "(e.g. 0.1 for 225Ac-PSMA-617)."
+            f"(e.g. {example})."
         )
     return v
 
@@ -1183,7 +1183,7 @@ def pb212_sstr_model(
     if ligand not in PB212_LIGANDS:
         raise UnknownNameError(f"212Pb ligand {ligand!r} is not known; known: {', '.join(PB212_LIGANDS)}.")
     base, release, source = PB212_LIGANDS[ligand]
-    molar = _molar_activity(molar_activity_mbq_per_nmol)
+    molar = _molar_activity(molar_activity_mbq_per_nmol, "2.0 for 212Pb-DOTAMTATE")
     phys = physiology or Physiology.reference("male")
     parent = sstr_model(base, "Pb-212", phys, **sstr_kwargs)
     parent = dataclasses.replace(parent, ligand=ligand, default_molar_activity_mbq_per_nmol=molar,

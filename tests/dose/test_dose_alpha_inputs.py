@@ -137,3 +137,26 @@ def test_alpha_organ_dose_accepts_numpy_scalars():
     ref = 10.0 * 6.0 * J_PER_MBQ_H_MEV / 0.3
     assert d.dose_gy("kidney") == pytest.approx(ref, rel=1e-12)
     assert d.dose_gy("kidney", rbe_weighted=True) == pytest.approx(5 * ref, rel=1e-12)
+
+
+def test_energies_under_a_nuclide_alias_are_used():
+    # '213Bi' names Bi-213: its energies must replace ICRP-107's, whatever spelling each side uses
+    ref = 2.0 * (8.0 + 0.5) * J_PER_MBQ_H_MEV / 0.3
+    for tia_key, e_key in (("Bi-213", "213Bi"), ("213Bi", "Bi213"), ("Bi-213", "Bi-213")):
+        d = dose.alpha_organ_dose({tia_key: {"kidney": 2.0}}, {"kidney": 0.3},
+                                  energies_mev={e_key: {"alpha": 8.0, "electron": 0.5}})
+        assert d.dose_gy("kidney") == pytest.approx(ref, rel=1e-12)
+    with pytest.raises(pbpk.InvalidInputError, match="Bi-213 twice"):
+        dose.alpha_organ_dose({"Bi-213": {"kidney": 2.0}}, {"kidney": 0.3},
+                              energies_mev={"213Bi": {"alpha": 8.0, "electron": 0.5},
+                                            "Bi-213": {"alpha": 7.0, "electron": 0.5}})
+
+
+def test_pandas_series_and_numpy_bools_are_accepted():
+    import pandas as pd
+
+    d = dose.alpha_organ_dose({"Ac-225": pd.Series({"kidney": 10.0})}, pd.Series({"kidney": 0.3}),
+                              energies_mev={"Ac-225": {"alpha": 6.0, "electron": 0.0}})
+    assert d.dose_gy("kidney") == pytest.approx(10.0 * 6.0 * J_PER_MBQ_H_MEV / 0.3, rel=1e-12)
+    assert dose.chain_dose(_result(), in_situ=np.True_).dose_gy("kidney") == pytest.approx(
+        dose.chain_dose(_result(), in_situ=True).dose_gy("kidney"), rel=0)

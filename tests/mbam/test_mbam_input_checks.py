@@ -94,6 +94,16 @@ def test_map_parameters_checks_shapes_and_names(merged):
         red.map_parameters([("V_v", 0.1)])
 
 
+def test_map_parameters_takes_what_simulate_takes(merged):
+    red, v_new = merged
+    # a patient's whole parameter map, decay constant included (pbpk.simulate accepts it too)
+    out = red.map_parameters(dict(red.full_model.parameters))
+    assert out[v_new] == pytest.approx(0.5)  # V_v + V_i = 0.1 + 0.4
+    # a rate or flow of 0 is a valid patient (no excretion), as in pbpk.simulate
+    out = red.map_parameters({"CL": 0.0, "kt": np.array([0.0, 0.05])})
+    assert np.all(out["CL"] == 0.0) and out["kt"].tolist() == [0.0, 0.05]
+
+
 # ----------------------------------------------------------------------------- finding 6
 def test_load_reduced_round_trip_of_a_consistent_file(merged):
     red, v_new = merged
@@ -240,6 +250,10 @@ def test_model_log_params_must_be_a_sequence_of_flags():
         mbam.Model(lambda x: x, ["a", "b"], log_params=["a", "b"])
     m = mbam.Model(lambda x: x, ["a", "b"], log_params=[np.True_, 0])
     assert m.log_params == (True, False)
+    import jax.numpy as jnp
+
+    for flags in (jnp.array([True, False]), np.array([1, 0])):  # arrays of flags, items 0-d
+        assert mbam.Model(lambda x: x, ["a", "b"], log_params=flags).log_params == (True, False)
 
 
 def test_reduction_name_lists_must_be_sequences():

@@ -140,7 +140,15 @@ def _known_nuclide(name: str, where: str) -> None:
         raise type(exc)(f"{where}: {exc}") from None
 
 
+def _mapping(x):
+    """A pandas Series (e.g. ``SimulationResult.tia_table()``) as a dict; anything else as is."""
+    if not isinstance(x, Mapping) and type(x).__name__ == "Series" and hasattr(x, "items"):
+        return dict(x.items())
+    return x
+
+
 def _check_masses(organ_masses_kg, name: str = "organ_masses_kg") -> dict[str, float]:
+    organ_masses_kg = _mapping(organ_masses_kg)
     if not isinstance(organ_masses_kg, Mapping):
         raise InvalidInputError(
             f"{name} must be a mapping {{region: kg}}, got {type(organ_masses_kg).__name__}."
@@ -163,6 +171,7 @@ def _check_tia_table(tia_mbq_h) -> dict[str, dict[str, float]]:
                 f"tia_mbq_h keys must be nuclide names such as 'Ac-225', got {nuc!r}."
             )
         _known_nuclide(nuc, "tia_mbq_h")
+        per_region = _mapping(per_region)
         if not isinstance(per_region, Mapping):
             raise InvalidInputError(
                 f"tia_mbq_h[{nuc!r}] must be a mapping {{region: MBq h}}, got {type(per_region).__name__}; "
@@ -184,15 +193,21 @@ def _check_energies(energies_mev, nuclides) -> dict[str, dict[str, float]]:
             f"energies_mev must be None or a mapping {{nuclide: {{'alpha': MeV, 'electron': MeV}}}}, "
             f"got {type(energies_mev).__name__}."
         )
+    given = {}  # canonical nuclide name -> (key as given, energies): '213Bi' and 'Bi-213' are one
     for key in energies_mev or {}:
         if not isinstance(key, str):
             raise InvalidInputError(f"energies_mev keys must be nuclide names such as 'Bi-213', got {key!r}.")
         _known_nuclide(key, "energies_mev")  # a misspelt nuclide would otherwise be ignored silently
+        canonical = get_nuclide(key).name
+        if canonical in given:
+            raise InvalidInputError(
+                f"energies_mev gives {canonical} twice ({given[canonical][0]!r} and {key!r}); keep one.")
+        given[canonical] = (key, energies_mev[key])
     energies = {}
     for nuc in nuclides:
         name = get_nuclide(nuc).name
-        if energies_mev is not None and (nuc in energies_mev or name in energies_mev):
-            e = energies_mev.get(nuc, energies_mev.get(name))
+        if name in given:
+            e = given[name][1]
             if not isinstance(e, Mapping) or "alpha" not in e or "electron" not in e:
                 raise InvalidInputError(
                     f"energies_mev[{nuc!r}] needs numbers for 'alpha' and 'electron' (MeV per decay)."
@@ -313,8 +328,9 @@ def chain_dose(
                 f"chain_dose needs a pbpk.ChainResult (from pbpk.simulate_chain), got {type(result).__name__}; "
                 "for a single-nuclide result use alpha_organ_dose or in_situ_alpha_dose."
             )
-    if not isinstance(in_situ, bool):
+    if not isinstance(in_situ, (bool, np.bool_)):
         raise InvalidInputError(f"in_situ must be True or False, got {in_situ!r}.")
+    in_situ = bool(in_situ)
     tia = result.in_situ_tia if in_situ else result.tia_mbq_h
     regions_with_tia = set().union(*(set(v) for v in result.tia_mbq_h.values()),
                                    *(set(v) for v in result.in_situ_tia.values()))
