@@ -279,7 +279,8 @@ def _updated_release(release: Mapping[str, float], fractions: Mapping[str, objec
             continue
         new[key] = _release_value(v, f"release fraction of {nuclide} for space {key!r}")
     if unknown:
-        names = ", ".join(f"{s!r}" for s in sorted(valid - {DEFAULT})) + ", '_' (for '*')"
+        names = ", ".join([f"{s!r}" for s in sorted(valid - {DEFAULT})]
+                          + (["'_' (for '*')"] if DEFAULT in valid else []))
         raise UnknownNameError(
             f"unknown release space(s) {', '.join(map(repr, unknown))} for {nuclide}; valid: {names}."
             + (f" {hint}" if hint else "")
@@ -495,19 +496,28 @@ class ChainModel:
     def with_release(self, nuclide: str, **fractions: float) -> ChainModel:
         """A copy with release fractions of one daughter replaced (``_=`` sets ``'*'``).
 
-        Keys are the spaces where the daughter's predecessor decays: the parent graph's spaces
-        (for a daughter made by decays of the parent), ``retained`` (decays of retained atoms)
-        and ``_`` (``'*'``, every other space); values are fractions in [0, 1]. An unknown
-        space raises :class:`~pbpk.UnknownNameError` listing the valid ones.
+        Keys are the spaces the simulation consults for this daughter: for a daughter made by
+        decays of the parent, the parent graph's spaces and ``_`` (``'*'``, every space not
+        listed); for one made by decays of a tracked daughter, ``retained`` (decays of
+        retained atoms; ``_`` too while ``retained`` is not listed). Values are fractions in
+        [0, 1]. Any other key would change nothing, so it raises
+        :class:`~pbpk.UnknownNameError` listing the valid ones.
         """
         d = self.daughter(nuclide)
-        valid = {*d.release, DEFAULT, RETAINED}
-        if self.transitions[self.parent.nuclide].get(d.nuclide, 0.0) > 0.0:
-            valid |= {c.space for c in self.parent.graph.compartments}
-            hint = ""
-        else:
-            hint = (f"{d.nuclide} is made only by decays of free or retained daughters, so the "
-                    "parent's spaces do not apply to it.")
+        by_parent = self.transitions[self.parent.nuclide].get(d.nuclide, 0.0) > 0.0
+        by_daughter = any(self.transitions.get(x.nuclide, {}).get(d.nuclide, 0.0) > 0.0
+                          for x in self.daughters if x is not d)
+        valid = set()
+        if by_parent:
+            valid |= {c.space for c in self.parent.graph.compartments} | {DEFAULT}
+        if by_daughter:
+            valid |= {RETAINED} | ({DEFAULT} if RETAINED not in d.release else set())
+        made = " and ".join(w for w, yes in (("the parent", by_parent), ("tracked daughters", by_daughter))
+                            if yes)
+        hint = (f"{d.nuclide} is made by decays of {made}"
+                + ("; decays of free daughters always release it, so the parent's spaces do not "
+                   "apply." if not by_parent else "; 'retained' applies only to daughters made by "
+                   "daughters." if not by_daughter else "."))
         new_d = dataclasses.replace(d, release=_updated_release(d.release, fractions, valid, d.nuclide, hint))
         new = tuple(new_d if x is d else x for x in self.daughters)
         return dataclasses.replace(self, daughters=new)
@@ -1128,7 +1138,8 @@ def ac225_psma_model(
     return ChainModel(
         parent, tuple(daughters), f"225Ac-{get_ligand_name(ligand)} with free 221Fr and 213Bi",
         (_RECOIL, _INTERNAL,
-         "ASSUMPTION: molar activity 0.1 MBq/nmol (see ac225_psma_model)",
+         (f"ASSUMPTION: molar activity {molar:g} MBq/nmol (see ac225_psma_model)" if molar == 0.1
+          else f"molar activity {molar:g} MBq/nmol (given)"),
          ("the parent kinetics are the 177Lu-calibrated PSMA model's; 225Ac-PSMA-617 has no "
           "separate calibration")),
     )
@@ -1193,7 +1204,9 @@ def pb212_sstr_model(
     graph, params, src, entry = free_ion_graph(parent, "Bi-212", phys)
     d = FreeDaughter("Bi-212", graph, params, rel, entry, src, (str(ELEMENT_KINETICS["Bi"]["source"]),))
     return ChainModel(parent, (d,), f"212Pb-{ligand} with free 212Bi",
-                      (source, _INTERNAL, "ASSUMPTION: molar activity 2 MBq/nmol"))
+                      (source, _INTERNAL,
+                       f"ASSUMPTION: molar activity {molar:g} MBq/nmol" if molar == 2.0
+                       else f"molar activity {molar:g} MBq/nmol (given)"))
 
 
 def get_ligand_name(name: str) -> str:

@@ -207,7 +207,7 @@ def test_bad_inputs_raise_typed_errors(ac_chain):
     with pytest.raises(pbpk.InvalidInputError, match="boluses"):
         pbpk.simulate_chain(ac_chain, pbpk.Administration(8.0, 0.0, infusion_h=1.0), [1.0, 10.0])
     with pytest.raises(pbpk.InvalidInputError, match=r"\[0, 1\]"):
-        ac_chain.with_release("Bi-213", internalised=1.5)
+        ac_chain.with_release("Bi-213", retained=1.5)
     with pytest.raises(pbpk.InvalidInputError, match="not a daughter"):
         pbpk.ChainModel(pbpk.psma_model(), ac_chain.daughters)  # 177Lu has no Bi-213
     with pytest.raises(pbpk.InvalidInputError, match="decay order"):

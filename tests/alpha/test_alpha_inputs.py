@@ -35,10 +35,9 @@ def test_chain_with_release_refuses_a_misspelt_space(ac_chain):
 
 
 def test_chain_with_release_accepts_parent_spaces_and_default(ac_chain):
-    new = ac_chain.with_release("Fr-221", bound=0.25, _=0.5, retained=0.125)
+    new = ac_chain.with_release("Fr-221", bound=0.25, _=0.5)
     d = new.daughter("Fr-221")
     assert d.release_fraction("bound") == 0.25
-    assert d.release_fraction("retained") == 0.125
     assert d.release_fraction("vascular") == 0.5  # via '*'
     assert d.release_fraction("internalised") == 0.0  # untouched
     assert ac_chain.daughter("Fr-221").release_fraction("bound") == 1.0  # original unchanged
@@ -48,6 +47,10 @@ def test_chain_with_release_of_a_daughter_made_by_a_daughter(ac_chain):
     """Bi-213 comes from Fr-221 decays only (free -> free, retained -> 'retained')."""
     with pytest.raises(pbpk.UnknownNameError, match="parent's spaces do not apply"):
         ac_chain.with_release("Bi-213", bound=0.2)
+    # keys the simulation never consults for this daughter would change nothing: refused
+    for nuclide, key in (("Bi-213", "internalised"), ("Bi-213", "_"), ("Fr-221", "retained")):
+        with pytest.raises(pbpk.UnknownNameError, match="unknown release space"):
+            ac_chain.with_release(nuclide, **{key: 0.5})
     assert ac_chain.with_release("Bi-213", retained=0.3).daughter("Bi-213").release_fraction("retained") == 0.3
 
 
@@ -97,3 +100,11 @@ def test_pb212_molar_activity_is_checked_at_entry(value):
 def test_ac225_molar_activity_accepts_numpy_scalars():
     chain = pbpk.ac225_psma_model(molar_activity_mbq_per_nmol=np.float64(0.25))
     assert chain.parent.default_molar_activity_mbq_per_nmol == 0.25
+
+
+def test_assumptions_state_the_molar_activity_used():
+    assert any("0.1 MBq/nmol" in a for a in pbpk.ac225_psma_model().assumptions)
+    stated = pbpk.ac225_psma_model(molar_activity_mbq_per_nmol=0.25).assumptions
+    assert any("0.25 MBq/nmol (given)" in a for a in stated)
+    assert not any("0.1 MBq/nmol" in a for a in stated)
+    assert any("3 MBq/nmol (given)" in a for a in pbpk.pb212_sstr_model(molar_activity_mbq_per_nmol=3.0).assumptions)
