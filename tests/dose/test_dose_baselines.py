@@ -143,3 +143,13 @@ def test_unconstrained_fast_component_rejected():
     assert sum(fit.coefficients_mbq) <= 10 * max(y)
     with pytest.raises(InvalidInputError, match="max_extrapolation"):
         fit_tac(t, y, max_extrapolation=0.5)
+
+
+@pytest.mark.parametrize("times", [(24.0, 96.0, 168.0), (24.0, 96.0)])
+def test_auto_fits_two_or_three_points(times):
+    # day 1/4/7 SPECT (or two points): AICc cannot rank models (n <= p + 1), so "auto" falls
+    # back to AIC among the models it can fit; a mono-exponential is recovered exactly
+    t = np.asarray(times)
+    fit = fit_tac(t, 100.0 * np.exp(-0.03 * t))
+    assert fit.model == "mono" and fit.criterion == "aic"
+    assert fit.tia_mbq_h == pytest.approx(100.0 / 0.03, rel=1e-6)  # analytic integral

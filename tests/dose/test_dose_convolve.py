@@ -46,7 +46,7 @@ def _rel(a, b):
     [
         (lanconelli_kernel("Lu-177", 4.42), (32, 32, 32)),
         (lanconelli_kernel("Lu-177", 4.42), (33, 20, 47)),
-        (lanconelli_kernel("Y-90", (4.0, 4.0, 3.0)), (24, 30, 40)),
+        (lanconelli_kernel("Y-90", (3.0, 3.0, 6.0)), (24, 30, 40)),
         (lanconelli_kernel("I-131", 3.3), (7, 9, 6)),  # grid smaller than the kernel
         (local_deposition_kernel("Ac-225", 4.0), (16, 16, 16)),
     ],

@@ -141,6 +141,14 @@ def test_oar_limits_and_check(tmp_path):
     assert len(out2) == 1 and bool(out2.exceeded.iloc[0])
 
 
+def test_oar_limits_match_organ_names_as_organ_dose_does():
+    # 30 Gy to 'kidney' is over the 23 Gy kidney limit (Emami 1991 TD5/5): it must not be skipped
+    out = check_oar_limits({"Kidney": 30.0, "salivary": 40.0, "marrow": 3.0})
+    assert set(out.organ) == {"kidneys", "salivary_glands", "red_marrow"} and out.exceeded.all()
+    with pytest.raises(pbpk.InvalidInputError, match="give each organ once"):
+        check_oar_limits({"kidney": 30.0, "kidneys": 20.0})
+
+
 def test_bad_inputs():
     with pytest.raises(UnknownTissueError, match="known tissues"):
         tissue_parameters("bladder")

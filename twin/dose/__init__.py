@@ -48,6 +48,7 @@ from twin.dose._errors import (
 )
 from twin.dose._kernels import (
     KERNEL_NUCLIDES,
+    KernelApproximationWarning,
     LANCONELLI_VOXEL_SIZES_MM,
     TISSUE_DENSITY_G_CM3,
     DoseKernel,
@@ -89,6 +90,7 @@ from twin.dose._tia_map import TIADistribution, tia_distribution, voxel_tia_map
 __all__ = [
     "ALPHA_RBE_DEFAULT",
     "KERNEL_NUCLIDES",
+    "KernelApproximationWarning",
     "LANCONELLI_VOXEL_SIZES_MM",
     "NOT_MASS_SCALED",
     "PHANTOMS",

@@ -284,7 +284,9 @@ def fit_tac(
     weighting : "relative" (default) or "absolute"
         Residuals divided by the measured value (constant CV) or unweighted.
     criterion : "aicc" (default) or "aic"
-        Model-selection criterion (see the module docstring).
+        Model-selection criterion (see the module docstring). AICc needs more points than
+        parameters + 1; with fewer (2 or 3 time points) ``"auto"`` compares by AIC among the
+        models it can fit, and the fit's ``criterion`` says so.
     max_extrapolation : float
         A fit whose curve extrapolated back to ``t = 0`` exceeds this multiple of the largest
         measured activity is rejected (default 10). Before the first time point a fast
@@ -342,8 +344,15 @@ def fit_tac(
         unknown = [m for m in models if m not in _N_PARAMS]
         if unknown:
             raise InvalidInputError(f"unknown TAC models {unknown}; models: {list(TAC_MODELS)}")
+        if not names and criterion == "aicc":
+            # AICc needs n > p + 1 points: with 2 or 3 points (e.g. day 1, 4, 7 SPECT) compare
+            # by AIC among the models with fewer parameters than points, else fit exactly
+            names = ([m for m in models if _N_PARAMS[m] < t.size]
+                     or [m for m in models if _N_PARAMS[m] == t.size])
+            criterion = "aic"
         if not names:
-            raise FitError(f"no model of {list(models)} has fewer parameters than {t.size} points")
+            raise FitError(f"no model of {list(models)} can be fitted to {t.size} points (each needs "
+                           "at least as many points as it has parameters: mono 2, mono_uptake 3, bi 4)")
     else:
         if model not in _N_PARAMS:
             raise InvalidInputError(f"unknown TAC model {model!r}; models: {list(TAC_MODELS)}")

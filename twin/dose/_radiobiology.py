@@ -418,6 +418,9 @@ def check_oar_limits(
 ):
     """Compare organ doses / BEDs (summed over cycles) with the organ-at-risk limits.
 
+    Organ names are matched as :func:`organ_dose` matches them (``kidney`` = ``kidneys``,
+    ``salivary`` = ``salivary_glands``, ``marrow`` = ``red_marrow``, any case).
+
     Returns
     -------
     pandas.DataFrame
@@ -429,13 +432,25 @@ def check_oar_limits(
     table = oar_limits() if limits is None else limits
     if not isinstance(table, pd.DataFrame):
         table = oar_limits(table)
+    from twin.dose._organ import _canonical_organ
+
     rows = []
-    values = {"absorbed_dose": dict(dose_gy or {}), "bed": dict(bed_gy or {})}
+    values = {}
+    for quantity, given in (("absorbed_dose", dose_gy), ("bed", bed_gy)):
+        # 'kidney', 'Kidneys', 'salivary', 'marrow' name the limits' organs, as in organ_dose
+        values[quantity] = {}
+        for name, value in dict(given or {}).items():
+            key = _canonical_organ(name)
+            if key in values[quantity]:
+                raise InvalidInputError(
+                    f"{quantity}: {name!r} and another key both name {key}; give each organ once.")
+            values[quantity][key] = value
     for rec in table.to_dict("records"):
         given = values[rec["quantity"]]
-        if rec["organ"] not in given:
+        organ = _canonical_organ(rec["organ"])
+        if organ not in given:
             continue
-        value = float(given[rec["organ"]])
+        value = float(given[organ])
         rows.append(
             {
                 "organ": rec["organ"],
