@@ -7,7 +7,9 @@ activity) for which every organ-at-risk limit holds with a stated probability un
 posterior, and compares it with a fixed-activity protocol.
 
 Solving the escalation: each constraint is "the ``probability`` quantile of the organ's dose
-(or BED) over posterior draws is at most the limit". Per draw, dose and BED increase with
+(or BED) over posterior draws is at most the limit", i.e. at least that fraction of the draws
+is within the limit (the quantile is :func:`twin.limit_quantile`, the order statistic, so the
+reported quantile and the probability within always agree). Per draw, dose and BED increase with
 activity, so the set of feasible activities is an interval ``[0, A*]`` and ``A*`` is found by
 bisection in log activity. At a fixed ligand amount per cycle, dose is exactly proportional to
 activity (hot and cold ligand are kinetically identical), so one simulation serves every
@@ -21,6 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +39,7 @@ from twin._twin import (
     _check_probability,
     _check_quantiles,
     _limits,
+    limit_quantile,
     therapy_schedule,
 )
 
@@ -238,7 +242,7 @@ def activity_mc_interval(values: np.ndarray, probability: float, activity_gbq: f
     half = z * math.sqrt(n * probability * (1 - probability))
     lo_rank = min(max(int(math.floor(n * probability - half)), 1), n)
     hi_rank = min(max(int(math.ceil(n * probability + half)), 1), n)
-    q = float(np.quantile(x, probability))
+    q = limit_quantile(x, probability)
     lo_q, hi_q = x[lo_rank - 1], x[hi_rank - 1]
     if not (q > 0 and lo_q > 0 and hi_q > 0):
         return (float(activity_gbq), float(activity_gbq))
@@ -250,7 +254,7 @@ def _local_exponent(evaluations, c, probability: float, a_star: float) -> float:
     closest to ``a_star`` on either side (1 if there are none); clamped to [1, 3]."""
     pts = {}
     for a, vals in evaluations:
-        pts[a] = float(np.quantile(_quantity(vals, c), probability))
+        pts[a] = limit_quantile(_quantity(vals, c), probability)
     below = [a for a in pts if a < a_star * (1 - 1e-9)]
     above = [a for a in pts if a > a_star * (1 + 1e-9)]
     if not below or not above:
@@ -300,7 +304,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
         raise TwinInputError("give ligand_nmol or molar_activity_mbq_per_nmol, not both.")
     acf = twin.therapy_model.carrier_free_mbq_per_nmol
     for name, v in (("ligand_nmol", ligand_nmol), ("molar_activity_mbq_per_nmol", molar_activity_mbq_per_nmol)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.floating))
+        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)
                               or not math.isfinite(v) or v <= 0):
             raise TwinInputError(f"{name} = {v!r} must be a finite number > 0.")
     if molar_activity_mbq_per_nmol is not None and molar_activity_mbq_per_nmol > acf * (1 + 1e-12):
@@ -357,7 +361,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
     cons_rows, binding, best_margin, binding_c, binding_arr = [], "", np.inf, None, None
     for c in lim:
         arr = final.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
-        qv = float(np.quantile(arr, probability))
+        qv = limit_quantile(arr, probability)
         p = float(np.mean(arr <= c["limit_gy"]))
         cons_rows.append({"organ": c["organ"], "region": c["region"], "quantity": c["quantity"],
                           "limit_gy": c["limit_gy"], f"q{100 * probability:g}_gy": qv,
@@ -388,7 +392,7 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
     for c in lim:
         arr = fixed.draws("bed_gy" if c["quantity"] == "bed" else "dose_gy", c["region"])
         fixed_rows.append({"organ": c["organ"], "quantity": c["quantity"], "limit_gy": c["limit_gy"],
-                           f"q{100 * probability:g}_gy": float(np.quantile(arr, probability)),
+                           f"q{100 * probability:g}_gy": limit_quantile(arr, probability),
                            "probability_within": float(np.mean(arr <= c["limit_gy"]))})
     return EscalationResult(
         activity_gbq_per_cycle=float(a_star), cumulative_activity_gbq=float(a_star) * int(n_cycles),

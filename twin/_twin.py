@@ -318,8 +318,9 @@ class TherapyPrediction:
 
     def limit_table(self, limits=None, probability: float = 0.95):
         """Each organ-at-risk limit (``twin.dose.oar_limits`` or your table): the value at the
-        ``probability`` quantile, the probability that the limit holds and whether that is at
-        least ``probability``."""
+        ``probability`` quantile (:func:`limit_quantile`, so ``q <= limit`` exactly when
+        ``satisfied``), the probability that the limit holds and whether that is at least
+        ``probability``."""
         import pandas as pd
 
         probability = _check_probability(probability)
@@ -327,7 +328,7 @@ class TherapyPrediction:
         for rec in _limits(limits):
             arr = self.draws("bed_gy" if rec["quantity"] == "bed" else "dose_gy", rec["region"])
             rows.append({"organ": rec["organ"], "region": rec["region"], "quantity": rec["quantity"],
-                         "limit_gy": rec["limit_gy"], f"q{100 * probability:g}_gy": float(np.quantile(arr, probability)),
+                         "limit_gy": rec["limit_gy"], f"q{100 * probability:g}_gy": limit_quantile(arr, probability),
                          "probability_within": float(np.mean(arr <= rec["limit_gy"])),
                          "satisfied": bool(np.mean(arr <= rec["limit_gy"]) >= probability),
                          "condition": rec["condition"], "source": rec["source"]})
@@ -668,7 +669,9 @@ class Twin:
             op = self.dose_operator(res.body_regions)
             dose_c = np.stack([t @ op.matrix.T for t in tias], axis=1)  # (N, C, D)
             dose = dose_c.sum(axis=1)
-            t_eff_c = np.stack([_effective_half_life(pbpk.Schedule((adm[0],)), grid, a_i, res.regions,
+            # each cycle's curve is on the grid after its own administration: read it as a
+            # schedule that starts at t = 0 (adm[0] may start later, e.g. after update())
+            t_eff_c = np.stack([_effective_half_life(single, grid, a_i, res.regions,
                                                      op.targets, model) for a_i in acts], axis=1)
             times = self._times(schedule) if times_h is None else np.asarray(times_h, dtype=float)
             act = _superpose([a.time_h for a in adm], grid, acts, times, model)
@@ -844,6 +847,15 @@ def _calibrate_defaults(method, options, num_samples, key) -> dict:
     if method in ("laplace", "laplace_is"):
         opts.setdefault("hessian", "fd")
     return opts
+
+
+def limit_quantile(draws, probability: float) -> float:
+    """The ``probability`` quantile of posterior draws as used for limits: the smallest draw
+    ``v`` with at least ``probability`` of the draws ``<= v`` (``numpy.quantile(...,
+    method="inverted_cdf")``). A limit holds with probability >= ``probability`` exactly when
+    this value is <= the limit; the interpolated quantile can exceed the limit while the
+    fraction of draws within it is already ``probability``."""
+    return float(np.quantile(np.asarray(draws, dtype=float), probability, method="inverted_cdf"))
 
 
 def _effective_half_life(schedule, times, act, regions, targets, model) -> np.ndarray:

@@ -3,6 +3,9 @@ and against independent computations (direct simulation, organ_dose, MIRD vs vox
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 
@@ -71,6 +74,20 @@ def test_fractionation_lowers_bed_at_equal_dose(twin):
     np.testing.assert_allclose(one.bed_gy[:, k], np.asarray(ref), rtol=1e-10)
 
 
+def test_bed_does_not_depend_on_the_time_origin(twin):
+    """Two cycles 6 weeks apart, starting at t = 0 or 6 weeks later (e.g. the remaining cycles
+    planned after update()): dose, BED and half-lives must be the same (invariance under a shift
+    of the clock; the shifted schedule read cycle 1's half-life at the wrong times)."""
+    first = therapy_schedule(7.4, 2)
+    later = pbpk.Schedule(tuple(dataclasses.replace(a, time_h=a.time_h + 1008.0)
+                                for a in first.administrations))
+    a = twin.predict(first, n_draws=16)
+    b = twin.predict(later, n_draws=16)
+    np.testing.assert_allclose(b.dose_gy, a.dose_gy, rtol=1e-9)
+    np.testing.assert_allclose(b.effective_half_life_h, a.effective_half_life_h, rtol=1e-9)
+    np.testing.assert_allclose(b.bed_gy, a.bed_gy, rtol=1e-9)
+
+
 def test_tables_have_units_and_quantiles_are_ordered(twin):
     pred = twin.predict(activity_gbq=7.4, n_cycles=4, n_draws=64)
     assert isinstance(pred, TherapyPrediction) and pred.n_draws == 64
@@ -86,6 +103,13 @@ def test_tables_have_units_and_quantiles_are_ordered(twin):
     given = np.array([sum(a.activity_mbq for a in pred.schedule.administrations if a.time_h <= t)
                       for t in pred.times_h])
     assert np.all(pred.activity_mbq[:, :, body].sum(axis=2) <= given[None, :] * (1 + 1e-6))
+    # limit table: the quantile is the ceil(p N)-th smallest draw (sorted by hand), so it is
+    # within the limit exactly when at least p of the draws are
+    lt = pred.limit_table(probability=0.9)
+    for _, row in lt.iterrows():
+        draws = np.sort(pred.draws("bed_gy" if row["quantity"] == "bed" else "dose_gy", row["region"]))
+        assert row["q90_gy"] == draws[math.ceil(0.9 * draws.size) - 1]
+        assert row["satisfied"] == (row["q90_gy"] <= row["limit_gy"])
 
 
 def test_voxel_dose_agrees_with_organ_dose_and_dvh_is_valid(twin):

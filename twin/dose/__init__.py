@@ -48,10 +48,10 @@ from twin.dose._errors import (
 )
 from twin.dose._kernels import (
     KERNEL_NUCLIDES,
-    KernelApproximationWarning,
     LANCONELLI_VOXEL_SIZES_MM,
     TISSUE_DENSITY_G_CM3,
     DoseKernel,
+    KernelApproximationWarning,
     dose_kernel,
     lanconelli_kernel,
     lanconelli_table,
