@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pbpk import InvalidInputError, PBPKError
+from pbpk._numbers import real_or_none
 
 __all__ = ["GeodesicError", "MBAMError", "Model", "relative_sigma"]
 
@@ -23,18 +24,7 @@ class GeodesicError(MBAMError, RuntimeError):
     """The geodesic could not be integrated (non-finite metric or acceleration at the start)."""
 
 
-def _real(value) -> float | None:
-    """``value`` as a float if it is one real number (Python or NumPy scalar, or a 0-d array of
-    integers or floats; never a bool or a string), else ``None``."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    dtype = getattr(value, "dtype", None)
-    if (getattr(value, "shape", None) == () and dtype is not None
-            and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
-        return float(value)
-    return None
+_real = real_or_none
 
 
 def _integer(value) -> int | None:

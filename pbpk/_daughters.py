@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -60,6 +59,7 @@ from pbpk._nuclides import (
     decay_chain,
     get_nuclide,
 )
+from pbpk._numbers import real_or_none
 from pbpk._physiology import Physiology
 
 __all__ = [
@@ -243,18 +243,7 @@ def free_ion_graph(
     return graph, params, src, entry
 
 
-def _real_or_none(value) -> float | None:
-    """``value`` as a float if it is a real number (Python, NumPy or a 0-d array; not a bool,
-    not a string), else ``None``."""
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(value, numbers.Real):
-        return float(value)
-    dtype = getattr(value, "dtype", None)
-    if (getattr(value, "shape", None) == () and dtype is not None
-            and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
-        return float(value)
-    return None
+_real_or_none = real_or_none
 
 
 def _release_value(value, what: str) -> float:

@@ -23,7 +23,6 @@ the clinical alpha papers).
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from pbpk._errors import InvalidInputError, UnknownNameError
 from pbpk._nuclides import PENETRATING_TYPES, decay_chain, get_nuclide
+from pbpk._numbers import real_or_none
 from twin.dose._errors import UnknownOrganError
 from twin.dose._kernels import DECAYS_PER_MBQ_H, MEV_TO_J
 
@@ -95,16 +95,12 @@ class AlphaDoseResult:
 
 
 def _real(value, name: str, what: str) -> float:
-    """``value`` as a float if it is a real number (Python, NumPy or a 0-d array; not a bool,
-    not a string), else a typed error."""
-    if not isinstance(value, (bool, np.bool_)):
-        if isinstance(value, numbers.Real):
-            return float(value)
-        dtype = getattr(value, "dtype", None)
-        if (getattr(value, "shape", None) == () and dtype is not None
-                and (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating))):
-            return float(value)
-    raise InvalidInputError(f"{name} must be a number ({what}), got {value!r}")
+    """``value`` as a float if it is one real number (:func:`pbpk._numbers.real_or_none`), else
+    a typed error."""
+    v = real_or_none(value)
+    if v is None:
+        raise InvalidInputError(f"{name} must be a number ({what}), got {value!r}")
+    return v
 
 
 def _check_rbe(value, name: str) -> float:
