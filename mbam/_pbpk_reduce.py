@@ -43,7 +43,7 @@ import scipy.optimize
 
 import pbpk
 from pbpk import GraphError, InvalidInputError, PBPKError, PBPKModel, UnknownNameError
-from pbpk._compile import DECAY_PARAMETER
+from pbpk._compile import DECAY_PARAMETER, check_parameter_values
 from pbpk._graph import parse_factor
 
 from ._limits import KIND_LIMIT, find_boundaries
@@ -502,9 +502,6 @@ class PBPKReduction:
             raise UnknownNameError(
                 f"unknown full-model parameter(s) {', '.join(map(repr, unknown))} of {full.name!r}; "
                 f"known: {', '.join(names)}.")
-        fractions = {parse_factor(t)[1] for p in full.graph.processes
-                     for t in (*p.rate, *p.koff, *p.receptor) if parse_factor(t)[0] == "comp"}
-        volumes = {c.volume for c in full.graph.compartments if c.volume}
         cur = {}
         for n in names:
             if n not in values:
@@ -516,18 +513,9 @@ class PBPKReduction:
                                          or np.issubdtype(arr.dtype, np.floating)):
                 raise InvalidInputError(
                     f"values[{n!r}] = {v!r} must be a number or an array of numbers.")
-            arr = arr.astype(float)
-            if n in fractions:
-                ok, need = (arr >= 0) & (arr <= 1), "in [0, 1] (it is used as 1 - x)"
-            elif n in volumes:
-                ok, need = arr > 0, "> 0 (a compartment needs a volume)"
-            else:
-                ok, need = arr >= 0, ">= 0 (rates, flows and amounts)"
-            if not (np.all(np.isfinite(arr)) and np.all(ok)):
-                bad = arr[~(np.isfinite(arr) & ok)] if arr.ndim else arr
-                raise InvalidInputError(
-                    f"values[{n!r}] must be finite and {need}; got {np.ravel(bad)[:5].tolist()}.")
-            cur[n] = arr
+            cur[n] = arr.astype(float)
+        # the rule pbpk.simulate applies: finite, volumes > 0, others >= 0, fractions in [0, 1]
+        check_parameter_values(full.compiled, {**cur, DECAY_PARAMETER: full.parameters[DECAY_PARAMETER]})
         try:
             shape = np.broadcast_shapes(*(np.shape(v) for v in cur.values()))
         except ValueError:
