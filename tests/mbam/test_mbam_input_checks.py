@@ -13,30 +13,15 @@ import math
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from organ_graph import organ_graph
 
 import mbam
 import pbpk
-from pbpk import Compartment, ModelGraph, PBPKModel, exchange, flow, transfer
+from pbpk import PBPKModel
 
 
 def organ_model():
-    graph = ModelGraph(
-        "organ_model",
-        (
-            Compartment("plasma.plasma", "plasma", "plasma", "V_p"),
-            Compartment("organ.vascular", "organ", "vascular", "V_v"),
-            Compartment("organ.interstitial", "organ", "interstitial", "V_i"),
-            Compartment("urine.bladder", "urine", "excreta", None, in_body=False),
-        ),
-        (
-            flow("plasma.plasma", "organ.vascular", "Q"),
-            flow("organ.vascular", "plasma.plasma", "Q"),
-            exchange("organ.vascular", "organ.interstitial", "PS"),
-            flow("plasma.plasma", "urine.bladder", "CL"),
-            transfer("organ.interstitial", "urine.bladder", "kt"),
-        ),
-        dose_compartment="plasma.plasma",
-    )
+    graph = organ_graph("organ_model")
     return PBPKModel(graph, "Lu-177", {"V_p": 3.0, "V_v": 0.1, "V_i": 0.4, "Q": 2.0, "PS": 1e4,
                                        "CL": 1.5, "kt": 0.05})
 

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import scipy.linalg
+from organ_graph import organ_graph
 
 import mbam
 import pbpk
-from pbpk import Compartment, ModelGraph, PBPKModel, exchange, flow, transfer
+from pbpk import PBPKModel
 
 TIMES = np.array([0.5, 1.0, 4.0, 24.0, 96.0])
 SCHEDULE = pbpk.Schedule.single(100.0)
@@ -18,23 +19,7 @@ def organ_model(ps=1e4):
     """Plasma (dosed, renal clearance CL) perfusing one organ (vascular <-> interstitial by
     exchange PS, the interstitium loses ligand to urine at kt). PS is far above every other
     rate, so the exchange is at equilibrium."""
-    graph = ModelGraph(
-        "organ_model",
-        (
-            Compartment("plasma.plasma", "plasma", "plasma", "V_p"),
-            Compartment("organ.vascular", "organ", "vascular", "V_v"),
-            Compartment("organ.interstitial", "organ", "interstitial", "V_i"),
-            Compartment("urine.bladder", "urine", "excreta", None, in_body=False),
-        ),
-        (
-            flow("plasma.plasma", "organ.vascular", "Q"),
-            flow("organ.vascular", "plasma.plasma", "Q"),
-            exchange("organ.vascular", "organ.interstitial", "PS"),
-            flow("plasma.plasma", "urine.bladder", "CL"),
-            transfer("organ.interstitial", "urine.bladder", "kt"),
-        ),
-        dose_compartment="plasma.plasma",
-    )
+    graph = organ_graph("organ_model")
     return PBPKModel(graph, "Lu-177", {"V_p": 3.0, "V_v": 0.1, "V_i": 0.4, "Q": 2.0, "PS": ps,
                                        "CL": 1.5, "kt": 0.05})
 

@@ -4,6 +4,7 @@ mbam.transit_candidates) and its step in mbam.reduce_pbpk."""
 import numpy as np
 import pytest
 import scipy.linalg
+from organ_graph import organ_graph
 
 import mbam
 import pbpk
@@ -18,23 +19,7 @@ def organ_model(v_vas=0.003, q=Q, ps=PS):
     """Plasma (dosed, cleared to urine at CL) perfusing an organ's vascular space (flow Q in and
     out), which exchanges with the interstitium (PS); the interstitium loses ligand to urine
     at kt."""
-    graph = ModelGraph(
-        "transit_organ",
-        (
-            Compartment("plasma.plasma", "plasma", "plasma", "V_p"),
-            Compartment("organ.vascular", "organ", "vascular", "V_v"),
-            Compartment("organ.interstitial", "organ", "interstitial", "V_i"),
-            Compartment("urine.bladder", "urine", "excreta", None, in_body=False),
-        ),
-        (
-            flow("plasma.plasma", "organ.vascular", "Q"),
-            flow("organ.vascular", "plasma.plasma", "Q"),
-            exchange("organ.vascular", "organ.interstitial", "PS"),
-            flow("plasma.plasma", "urine.bladder", "CL"),
-            transfer("organ.interstitial", "urine.bladder", "kt"),
-        ),
-        dose_compartment="plasma.plasma",
-    )
+    graph = organ_graph("transit_organ")
     return PBPKModel(graph, "Lu-177", {"V_p": V1, "V_v": v_vas, "V_i": VI, "Q": q, "PS": ps,
                                        "CL": CL, "kt": KT})
 
