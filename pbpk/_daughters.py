@@ -428,10 +428,40 @@ class ChainModel:
         if names != sorted(names, key=chain.index):
             raise InvalidInputError(f"list the daughters in decay order: {', '.join(sorted(names, key=chain.index))}.")
         object.__setattr__(self, "daughters", daughters)
+        for d in daughters:  # a space the simulation never consults would be silently ignored
+            valid, hint = self._release_keys(d, d.release)
+            unknown = sorted(k for k in d.release if k not in valid and k != DEFAULT)  # "*" is required
+            if unknown:
+                raise UnknownNameError(
+                    f"release of {d.nuclide} lists space(s) {', '.join(map(repr, unknown))} that this "
+                    f"chain never consults; valid: {', '.join(map(repr, sorted(valid)))}. {hint}"
+                )
         object.__setattr__(self, "assumptions", tuple(self.assumptions))
 
     def __hash__(self) -> int:  # mappings inside are not hashable; identity is enough for caching
         return id(self)
+
+    def _release_keys(self, d: FreeDaughter, release: Mapping[str, float]) -> tuple[set[str], str]:
+        """The release keys the simulation consults for daughter ``d`` and a sentence saying why:
+        the parent graph's spaces and ``'*'`` for a daughter made by decays of the parent;
+        ``retained`` (and ``'*'`` while ``retained`` is not listed) for one made by decays of a
+        tracked daughter."""
+        trans = decay_transitions(self.nuclides)
+        by_parent = trans[self.parent.nuclide].get(d.nuclide, 0.0) > 0.0
+        by_daughter = any(trans.get(x.nuclide, {}).get(d.nuclide, 0.0) > 0.0
+                          for x in self.daughters if x is not d)
+        valid = set()
+        if by_parent:
+            valid |= {c.space for c in self.parent.graph.compartments} | {DEFAULT}
+        if by_daughter:
+            valid |= {RETAINED} | ({DEFAULT} if RETAINED not in release else set())
+        made = " and ".join(w for w, yes in (("the parent", by_parent), ("tracked daughters", by_daughter))
+                            if yes)
+        hint = (f"{d.nuclide} is made by decays of {made}"
+                + ("; decays of free daughters always release it, so the parent's spaces do not "
+                   "apply." if not by_parent else "; 'retained' applies only to daughters made by "
+                   "daughters." if not by_daughter else "."))
+        return valid, hint
 
     @property
     def nuclides(self) -> tuple[str, ...]:
@@ -493,20 +523,7 @@ class ChainModel:
         :class:`~pbpk.UnknownNameError` listing the valid ones.
         """
         d = self.daughter(nuclide)
-        by_parent = self.transitions[self.parent.nuclide].get(d.nuclide, 0.0) > 0.0
-        by_daughter = any(self.transitions.get(x.nuclide, {}).get(d.nuclide, 0.0) > 0.0
-                          for x in self.daughters if x is not d)
-        valid = set()
-        if by_parent:
-            valid |= {c.space for c in self.parent.graph.compartments} | {DEFAULT}
-        if by_daughter:
-            valid |= {RETAINED} | ({DEFAULT} if RETAINED not in d.release else set())
-        made = " and ".join(w for w, yes in (("the parent", by_parent), ("tracked daughters", by_daughter))
-                            if yes)
-        hint = (f"{d.nuclide} is made by decays of {made}"
-                + ("; decays of free daughters always release it, so the parent's spaces do not "
-                   "apply." if not by_parent else "; 'retained' applies only to daughters made by "
-                   "daughters." if not by_daughter else "."))
+        valid, hint = self._release_keys(d, d.release)
         new_d = dataclasses.replace(d, release=_updated_release(d.release, fractions, valid, d.nuclide, hint))
         new = tuple(new_d if x is d else x for x in self.daughters)
         return dataclasses.replace(self, daughters=new)
@@ -1118,11 +1135,14 @@ def ac225_psma_model(
     parent = psma_model(ligand, "Ac-225", phys, **psma_kwargs)
     parent = dataclasses.replace(parent, default_molar_activity_mbq_per_nmol=molar,
                                  description=parent.description + "; 225Ac")
-    rel = {DEFAULT: release_extracellular, "internalised": release_internalised, RETAINED: release_internalised}
+    # 221Fr is made by decays of the ligand (its spaces apply), 213Bi by decays of 221Fr
+    # (via 217At): free 221Fr always releases it, retained 221Fr by the internalised fraction
+    rel = {"Fr-221": {DEFAULT: release_extracellular, "internalised": release_internalised},
+           "Bi-213": {DEFAULT: release_extracellular, RETAINED: release_internalised}}
     daughters = []
     for nuc in ("Fr-221", "Bi-213"):
         graph, params, src, entry = free_ion_graph(parent, nuc, phys)
-        daughters.append(FreeDaughter(nuc, graph, params, rel, entry, src,
+        daughters.append(FreeDaughter(nuc, graph, params, rel[nuc], entry, src,
                                       (str(ELEMENT_KINETICS[_element(nuc)]["source"]),)))
     return ChainModel(
         parent, tuple(daughters), f"225Ac-{get_ligand_name(ligand)} with free 221Fr and 213Bi",
@@ -1189,7 +1209,7 @@ def pb212_sstr_model(
     parent = dataclasses.replace(parent, ligand=ligand, default_molar_activity_mbq_per_nmol=molar,
                                  description=f"{parent.description}; 212Pb-{ligand} ({base} kinetics)")
     f_ext = release if release_extracellular is None else release_extracellular
-    rel = {DEFAULT: f_ext, "internalised": release_internalised, RETAINED: release_internalised}
+    rel = {DEFAULT: f_ext, "internalised": release_internalised}  # 212Bi is made by the ligand's decays
     graph, params, src, entry = free_ion_graph(parent, "Bi-212", phys)
     d = FreeDaughter("Bi-212", graph, params, rel, entry, src, (str(ELEMENT_KINETICS["Bi"]["source"]),))
     return ChainModel(parent, (d,), f"212Pb-{ligand} with free 212Bi",

@@ -7,6 +7,7 @@ peritubular, excreta).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -108,3 +109,18 @@ def test_assumptions_state_the_molar_activity_used():
     assert any("0.25 MBq/nmol (given)" in a for a in stated)
     assert not any("0.1 MBq/nmol" in a for a in stated)
     assert any("3 MBq/nmol (given)" in a for a in pbpk.pb212_sstr_model(molar_activity_mbq_per_nmol=3.0).assumptions)
+
+
+def test_chain_model_refuses_release_spaces_it_never_consults(ac_chain):
+    """A release map built by hand is checked like with_release: a space the simulation never
+    consults for that daughter (a misspelling, or 'retained' for a daughter of the parent)
+    would change nothing, so the chain refuses it at construction."""
+    fr, bi = ac_chain.daughter("Fr-221"), ac_chain.daughter("Bi-213")
+    for daughter, key in ((fr, "internalized"), (fr, "retained"), (bi, "internalised")):
+        bad = dataclasses.replace(daughter, release={**daughter.release, key: 0.5})
+        others = tuple(bad if d is daughter else d for d in ac_chain.daughters)
+        with pytest.raises(pbpk.UnknownNameError, match=repr(key)):
+            pbpk.ChainModel(ac_chain.parent, others)
+    # the shipped chains list only consulted spaces, and '*' is always allowed
+    assert set(fr.release) == {"*", "internalised"} and set(bi.release) == {"*", "retained"}
+    assert set(pbpk.pb212_sstr_model().daughter("Bi-212").release) == {"*", "internalised"}

@@ -125,3 +125,19 @@ def test_an_empty_duplicate_cell_is_no_conflict(tmp_path):
     (tmp_path / "wide.csv").write_text("sex,age_y,weight_kg,height_cm,creatinine_mg_dl,weight_kg\n"
                                        "F,60,65,165,0.8,\n")
     assert P.read_labs(tmp_path / "wide.csv").weight_kg == 65.0
+
+
+def test_windows_1252_export_is_read_with_a_warning(tmp_path):
+    # Excel on Windows writes the micro sign as the single byte 0xB5 (Windows-1252)
+    text = ("field,value,unit\nsex,male,\nage_y,64,y\nweight_kg,80,kg\nheight_cm,180,cm\n"
+            "creatinine,88.4,\u00b5mol/L\n")
+    path = tmp_path / "labs_cp1252.csv"
+    path.write_bytes(text.encode("cp1252"))
+    with pytest.warns(UserWarning, match="Windows-1252"):
+        labs = P.read_labs(path)
+    assert labs.creatinine_mg_dl == pytest.approx(1.0)  # 88.4 umol/L = 1 mg/dL (factor 88.4)
+    # bytes that are not text in either encoding (0x81 is unassigned in Windows-1252)
+    bad = tmp_path / "binary.csv"
+    bad.write_bytes(b"field,value\nsex,\x81\xff\n")
+    with pytest.raises(P.CorruptFileError, match="UTF-8"):
+        P.read_labs(bad)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
@@ -389,6 +390,32 @@ def _long_fields(rows: list[tuple[int, dict]], path: Path) -> dict:
     return fields
 
 
+def _read_csv_rows(path: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]]]:
+    """Header and non-empty rows of a CSV in UTF-8 (with or without BOM) or, failing that, in
+    Windows-1252, which spreadsheet exports on Windows write (``µmol/L`` as one byte); the
+    fallback is announced with a warning because it guesses the encoding."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            with open(path, newline="", encoding=encoding) as fh:
+                reader = csv.reader(fh)
+                header = next(reader, None)
+                lines = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+        except UnicodeDecodeError as exc:
+            if encoding == "cp1252":
+                raise CorruptFileError(
+                    f"cannot read the labs CSV {str(path)!r}: it is neither UTF-8 nor Windows-1252 "
+                    f"text ({exc}); save it as UTF-8 CSV.") from None
+            continue
+        except (OSError, csv.Error) as exc:
+            raise CorruptFileError(f"cannot read the labs CSV {str(path)!r}: {exc}.") from None
+        if encoding == "cp1252":
+            warnings.warn(f"labs CSV {str(path)!r} is not UTF-8; read it as Windows-1252 (the "
+                          "encoding of spreadsheet exports on Windows). Save it as UTF-8 CSV to "
+                          "silence this warning.", UserWarning, stacklevel=3)
+        return header, lines
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def read_labs(source) -> Labs:
     """Labs from a dict, a :class:`Labs`, or a CSV path (wide one-row or long field,value[,unit]).
 
@@ -401,13 +428,7 @@ def read_labs(source) -> Labs:
     path = Path(source)
     if not path.is_file():
         raise CorruptFileError(f"labs file {str(path)!r} does not exist; give a CSV path or a dict.")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            lines = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CorruptFileError(f"cannot read the labs CSV {str(path)!r}: {exc}.") from None
+    header, lines = _read_csv_rows(path)
     if not header or not lines:
         raise CorruptFileError(f"labs CSV {str(path)!r} has no data row.")
     names = [h.strip() for h in header]
