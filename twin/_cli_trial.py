@@ -22,7 +22,7 @@ _EPILOG_COHORT = """examples:
 
 _EPILOG_TRIAL = """examples:
   twin trial twin/trial/data/psma_kidney_limit.toml --out out/trial
-  twin trial my_trial.toml --out out/trial --resume --n 500
+  twin trial my_trial.toml --out out/trial --resume         # --n/--chunk-size come from the run
 writes summary.csv, exceedance.csv and trial.png next to the parquet parts.
 """
 
@@ -192,6 +192,32 @@ def _settings_of_run(args: argparse.Namespace) -> list[str]:
     return taken
 
 
+def _trial_settings_of_run(args: argparse.Namespace, cfg) -> tuple[int, int, list[str]]:
+    """``(n_patients, chunk_size, taken)`` for ``twin trial``: the command line's, else, with
+    ``--resume`` of a run of the same trial, the run's (the TOML defines everything else, so a
+    run made with ``--n 500`` resumes without repeating it), else the TOML's."""
+    from pathlib import Path
+
+    from twin.cohort import load_manifest
+
+    n = cfg.trial.n_patients if args.n is None else args.n
+    chunk = cfg.chunk_size if args.chunk_size is None else args.chunk_size
+    if not args.resume or not (Path(args.out) / "manifest.json").exists():
+        return n, chunk, []
+    fp = load_manifest(args.out).get("fingerprint", {})
+    if fp.get("kind") != "trial/1" or fp.get("name") != cfg.trial.name:
+        return n, chunk, []  # another run: run_trial refuses it, naming the differences
+    taken = []
+    run_n, run_chunk = fp.get("n_patients"), fp.get("chunk_size")
+    if args.n is None and isinstance(run_n, int) and run_n > 0 and run_n != n:
+        n = run_n
+        taken.append(f"--n {n}")
+    if args.chunk_size is None and isinstance(run_chunk, int) and run_chunk > 0 and run_chunk != chunk:
+        chunk = run_chunk
+        taken.append(f"--chunk-size {chunk}")
+    return n, chunk, taken
+
+
 def _cohort(args: argparse.Namespace) -> int:
     def go():
         from twin.cohort import Population, run_cohort
@@ -217,9 +243,11 @@ def _trial(args: argparse.Namespace) -> int:
         from twin.trial import load_trial_config, run_trial, write_trial_report
 
         cfg = load_trial_config(args.config)
-        trial = cfg.trial if args.n is None else dataclasses.replace(cfg.trial, n_patients=args.n)
-        summary = run_trial(trial, args.out, chunk_size=args.chunk_size or cfg.chunk_size,
-                            **_engine_kwargs(args))
+        n, chunk, taken = _trial_settings_of_run(args, cfg)
+        if taken:
+            print(f"resuming {args.out} with the run's settings: {', '.join(taken)}")
+        trial = cfg.trial if n == cfg.trial.n_patients else dataclasses.replace(cfg.trial, n_patients=n)
+        summary = run_trial(trial, args.out, chunk_size=chunk, **_engine_kwargs(args))
         _report(summary)
         paths = write_trial_report(args.out)
         print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -228,3 +228,24 @@ def test_cli_report_prints_fast_runs_without_an_exponent():
     assert _cli_trial._rate(12345.6) == "12,346"
     assert _cli_trial._rate(789.4) == "789"
     assert _cli_trial._rate(4.567) == "4.57"
+
+
+def test_cli_trial_resume_takes_n_and_chunk_size_of_the_run(tmp_path, capsys):
+    """`twin trial t.toml --out o --n 3 --chunk-size 2`, then `twin trial t.toml --out o --resume`
+    continues that run (3 patients in chunks of 2) instead of refusing the TOML's n = 4."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[trial]\nn_patients = 4\nchunk_size = 4\n[[arms]]\nname = "a"\n')
+    out = str(tmp_path / "run")
+    p = _parser()
+    first = p.parse_args(["trial", str(cfg), "--out", out, "--n", "3", "--chunk-size", "2", "--no-progress"])
+    assert first.func(first) == 0
+    capsys.readouterr()
+    again = p.parse_args(["trial", str(cfg), "--out", out, "--resume", "--no-progress"])
+    assert again.func(again) == 0
+    printed = capsys.readouterr().out
+    assert "--n 3" in printed and "--chunk-size 2" in printed
+    assert "0 run now, 2 already done" in printed
+    # a value typed differently is still refused, naming both values
+    other = p.parse_args(["trial", str(cfg), "--out", out, "--resume", "--n", "4", "--no-progress"])
+    assert other.func(other) == 1
+    assert "n_patients: 3 in the run, 4 now" in capsys.readouterr().err
