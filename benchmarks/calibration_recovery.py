@@ -113,7 +113,9 @@ def main(argv=None) -> dict:
     out: dict = {"benchmark": "calibration_recovery",
                  "date": datetime.datetime.now(datetime.UTC).isoformat(),
                  "machine": f"{platform.machine()} {os.cpu_count()} cpus", "load_1min": os.getloadavg()[0],
-                 "model": model.name, "therapy_model": therapy.name, "method": args.method,
+                 "model": model.name, "method": args.method,
+                 # the pair keeps the imaging graph (and its name); say what the therapy agent is
+                 "therapy_model": f"{therapy.name} graph with {therapy.ligand} ({therapy.nuclide})",
                  "design": "68Ga-PSMA-11 PET at 1 h (kidney, salivary, liver, spleen, lesion) + blood, 10 % noise",
                  "patients": n, "parameters": list(names),
                  "pairs_inside_90": int(inside.sum()), "pairs_total": int(inside.size),

@@ -431,8 +431,9 @@ def population_doses(model_kind: str, n: int, seed: int):
                 k = times.index(t_h)
                 excreted[key].append(100.0 * (1.0 - wb[k] / (7400.0 * decay[k])))
         pl = act[i, [times.index(4.0), times.index(24.0)], regions.index("plasma")]
-        # plasma elimination half-life between 4 and 24 h, decay-corrected (biological + physical
-        # -> compare with the published blood elimination half-life as measured on activity)
+        # plasma effective half-life between 4 and 24 h from the activity (not decay-corrected;
+        # biological 4.69 h vs effective 4.56 h on the reference patient), compared with the
+        # published whole-blood elimination half-life (plasma vs whole blood)
         plasma_t.append(effective_half_life_h([4.0, 24.0], pl))
     return {"dose_gy_per_gbq": {k: np.array(v) for k, v in out.items() if v},
             "teff_h": {k: np.array(v) for k, v in teff.items() if v},
@@ -581,9 +582,32 @@ def write_report(checks, meta, path):
                   f"<= {res['targets']['tumour_mean_abs_pct']:g} % (tumours) with late frames; 90 % coverage "
                   f"{100 * res['targets']['coverage_low']:.0f}-{100 * res['targets']['coverage_high']:.0f} %. "
                   f"Published reference: {res['published_reference']['source']}."), ""]
+        lines += _vtt_published_table(res), ""
         if (OUT / "vtt_errors.png").exists():
             lines += ["![vtt](vtt_errors.png)", ""]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _vtt_published_table(res: dict) -> str:
+    """The published twin's signed error (mean ± SD, %) next to ours for the protocols that
+    match: its early dynamic PET with our static 1 h PET, its 4 h/8 h frames with ours."""
+    pub = res["published_reference"]
+    pairs = (("early_pet_only", "pet_1h", "early PET only (theirs dynamic, ours static 1 h)"),
+             ("pet_plus_4h_8h", "pet_1_4_8h", "PET + 4 h and 8 h frames"))
+    organs = (("kidney", "kidney"), ("salivary", "salivary"), ("tumour", "tumour1"))
+    rows = []
+    for key, ours_key, label in pairs:
+        theirs, ours = pub.get(key), res["summary"].get(ours_key)
+        if not theirs or not ours:
+            continue
+        for organ, ours_organ in organs:
+            if organ in theirs and ours_organ in ours:
+                m, sd = theirs[organ]
+                o = ours[ours_organ]
+                rows.append((label, organ, f"{m:+.1f} ± {sd:.1f}", f"{o['mean_pct']:+.1f} ± {o['sd_pct']:.1f}"))
+    if not rows:
+        return ""
+    return markdown_table(rows, ("protocol", "organ", "published twin, signed error %", "ours, signed error %"))
 
 
 FAILURE_NOTES = {
@@ -632,14 +656,23 @@ def spread_checks(pop, published, section, label) -> list[Check]:
             continue
         ours = float(np.std(np.log(vals), ddof=1))
         theirs = math.sqrt(math.log1p((p.sd / p.mean) ** 2))
-        ok = 0.5 * theirs <= ours <= 2.0 * theirs
+        ratio = ours / theirs
+        ok = 0.5 <= ratio <= 2.0
+        notes = []
+        if p.tag != "V":
+            notes.append(f"published value not verified against the paper (tag {p.tag})")
+        if not ok:
+            notes.append(
+                ("ours is narrower than published" if ratio < 0.5 else "ours is wider than published")
+                + ": the population spread comes from Prior.default CVs (receptor 30 %, tumour 100 %, "
+                "release 50 %) plus physiology, set to the PSMA-617 kidney and salivary spread"
+                + ("; smaller DOTATATE cohorts report kidney CVs of 30-50 % (0.43 ± 0.13, n=12; "
+                   "0.38 ± 0.19, n=18)" if ratio > 2.0 and "DOTATATE" in label and p.quantity == "kidney"
+                   else ""))
         rows.append(Check(section, f"{label} {p.quantity} between-patient spread (log-SD)",
-                          f"{ours:.2f}", f"{theirs:.2f} (CV {100 * p.sd / p.mean:.0f} %, n={p.n}; {p.source})",
-                          "ours within 0.5-2 x published", ok,
-                          note="" if ok else "the population spread comes from Prior.default CVs "
-                               "(receptor 30 %, tumour 100 %, release 50 %) plus physiology, set to the "
-                               "PSMA-617 kidney and salivary spread; smaller DOTATATE cohorts report kidney "
-                               "CVs of 30-50 % (0.43 ± 0.13, n=12; 0.38 ± 0.19, n=18)"))
+                          f"{ours:.2f} ({ratio:.2f} x published)",
+                          f"{theirs:.2f} (CV {100 * p.sd / p.mean:.0f} %, n={p.n}; {p.source})",
+                          "ours within 0.5-2 x published", ok, note="; ".join(notes)))
     return rows
 
 

@@ -185,6 +185,12 @@ class Check:
     note: str = ""
     data: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a numpy bool (``worst < 5e-3``) is neither ``True`` nor ``False`` by identity: the
+        # report's pass count missed such rows and the JSON stored 1.0
+        if self.passed is not None:
+            object.__setattr__(self, "passed", bool(self.passed))
+
     @property
     def verdict(self) -> str:
         return {True: "pass", False: "**FAIL**", None: "info"}[self.passed]

@@ -279,3 +279,20 @@ def test_vtt_summary_skips_failed_protocols():
     assert s["pet_1h_spect_24h"]["kidney"]["n"] == 2 and s["pet_1h_spect_24h"]["kidney"]["n_failed"] == 1
     assert s["pet_1h"]["kidney"]["n"] == 3 and s["pet_1h"]["kidney"]["mean_abs_pct"] == 0.0
     assert "failed" not in vtt.markdown(s)
+
+
+def test_numpy_bool_verdicts_are_counted_as_pass_or_fail(tmp_path):
+    """A verdict computed as ``worst < 5e-3`` is a numpy bool; the report's header counted
+    passes with ``passed is True`` and left such rows out (77 in the header, 78 rows)."""
+    import validate
+
+    rows = [checks.Check("dosimetry", "a", "1", "ref", "crit", np.float64(1e-4) < 5e-3),
+            checks.Check("dosimetry", "b", "1", "ref", "crit", np.float64(1.0) < 5e-3),
+            checks.Check("dosimetry", "c", "1", "ref", "crit", None)]
+    assert [r.passed for r in rows] == [True, False, None]
+    assert all(type(r.passed) is bool for r in rows[:2])
+    meta = {"date": "d", "machine": "m", "load_1min": 0.0, "wall_s": 0.0, "quick": True}
+    validate.write_report(rows, meta, tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    assert "**1 pass, 1 fail**, 1 reported only" in text
+    assert text.count("| pass |") == 1
