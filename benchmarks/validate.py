@@ -394,7 +394,7 @@ def population_doses(model_kind: str, n: int, seed: int):
     for i, m in enumerate(models):
         if not ok[i]:
             continue
-        sources, tumours = {}, {r: m.organ_volumes_l[r] for r in body if r.startswith("tumour")}
+        sources, tumours = {}, {r: dose.tumour_mass_kg(m.organ_volumes_l[r]) for r in body if r.startswith("tumour")}
         for j, r in enumerate(body):
             if r in tumours or r == "lacrimal":
                 continue

@@ -41,6 +41,7 @@ from calibration._errors import (
 from calibration._observations import Observations
 from calibration._priors import Prior, check_level
 from pbpk._errors import InvalidInputError
+from pbpk._numbers import real_or_none
 
 __all__ = ["CHAIN_METHODS", "LIKELIHOOD_SIMULATE_OPTIONS", "METHODS", "LogPosterior", "Posterior", "Prediction", "calibrate", "log_posterior"]
 
@@ -76,6 +77,11 @@ class _Problem:
         if bad_opts:
             raise InvalidInputError(f"simulate_options {', '.join(sorted(bad_opts))} are not allowed; use "
                                     "rtol, atol, max_steps, solver.")
+        for name in ("rtol", "atol"):
+            x = real_or_none(self.opts[name])
+            if x is None or not math.isfinite(x) or x <= 0:
+                raise InvalidInputError(f"simulate_options[{name!r}] = {self.opts[name]!r} must be a finite "
+                                        "number > 0 (e.g. rtol 1e-4, atol 1e-8).")
         self.is_pbpk = isinstance(model, pbpk.PBPKModel)
         if self.is_pbpk:
             prior.check_model(model)
@@ -90,6 +96,7 @@ class _Problem:
                 raise ObservationError(f"observed region(s) {', '.join(unknown)} are not in model "
                                        f"{model.name!r}; its regions: {', '.join(model.regions)}.")
             self.schedule = pbpk._simulate._as_schedule(schedule)
+            _check_times(observations, self.schedule)
             self.times = observations.times_h
             if self.times[-1] <= 0:
                 raise ObservationError("the last observation time must be > 0 h.")
@@ -135,6 +142,20 @@ class _Problem:
         return pred, status
 
 
+def _check_times(observations: Observations, schedule) -> None:
+    """Refuse observations at or before the schedule's first administration: their prediction
+    is 0 (nothing injected yet), which has no log-normal likelihood (and no gradient)."""
+    t0 = min(a.time_h for a in schedule.administrations)
+    bad = [f"{r} at {t:g} h" for r, t in zip(observations.region, observations.time_h.tolist()) if t <= t0]
+    if bad:
+        raise ObservationError(
+            f"observation(s) {', '.join(bad)} are at or before the schedule's first administration "
+            f"({t0:g} h): nothing is injected yet, so the model predicts 0 there. time_h is on the "
+            "schedule's clock (hours since the schedule's 0 h; pbpk.Schedule.single injects at 0 h): "
+            "drop those observations, or shift their times (or the schedule) so that they follow the "
+            "injection.")
+
+
 def _loglik(problem: _Problem, z, data):
     mu, sigma, logy, s2_fixed, floor = data
     pred, status = problem.predict(mu + sigma * z)
@@ -164,7 +185,10 @@ def _loglik_grad_fwd(problem: _Problem, z, data):
         if problem.is_pbpk or "custom_vjp" not in str(e):
             raise
         (_, (ll, ok)), g = jax.value_and_grad(f, has_aux=True)(z)
-    g = jnp.where(ok & jnp.all(jnp.isfinite(g)), g, 0.0)
+    # a failed solve has log-likelihood -inf and no gradient: zero it (the optimisers step back,
+    # NUTS counts a divergence). A finite log-likelihood with a non-finite gradient is kept
+    # non-finite: the callers report it (it would otherwise hide the data from every optimiser).
+    g = jnp.where(ok, g, 0.0)
     return ll, ok, g
 
 
@@ -313,7 +337,8 @@ class Prediction:
     model_name: str
 
     def activity_quantiles(self):
-        """Long pandas table: time_h, region, mean and one column per quantile (MBq)."""
+        """Long pandas table: time_h, region, mean and one column per quantile (MBq), labelled in
+        percent as elsewhere in the project (``q5``, ``q50``, ``q95`` for 0.05, 0.5, 0.95)."""
         import pandas as pd
 
         q = np.quantile(self.activity_mbq, self.quantiles, axis=0)  # (Q, T, R)
@@ -322,17 +347,18 @@ class Prediction:
         for ti, t in enumerate(self.times_h):
             for ri, r in enumerate(self.regions):
                 row = {"time_h": float(t), "region": r, "mean": mean[ti, ri]}
-                row.update({f"q{qq:g}": q[k, ti, ri] for k, qq in enumerate(self.quantiles)})
+                row.update({f"q{100 * qq:g}": q[k, ti, ri] for k, qq in enumerate(self.quantiles)})
                 rows.append(row)
         return pd.DataFrame(rows)
 
     def tia_quantiles(self):
-        """pandas table indexed by body region: mean and one column per quantile (MBq h)."""
+        """pandas table indexed by body region: mean and one column per quantile (MBq h),
+        labelled in percent (``q5``, ``q50``, ``q95``)."""
         import pandas as pd
 
         q = np.quantile(self.tia_mbq_h, self.quantiles, axis=0)
         data = {"mean": self.tia_mbq_h.mean(axis=0)}
-        data.update({f"q{qq:g}": q[k] for k, qq in enumerate(self.quantiles)})
+        data.update({f"q{100 * qq:g}": q[k] for k, qq in enumerate(self.quantiles)})
         return pd.DataFrame(data, index=list(self.body_regions)).rename_axis("region")
 
     def tia(self, region: str) -> np.ndarray:
@@ -494,7 +520,10 @@ class Posterior:
             theranostic pair (``pbpk.theranostic_pair(imaging_model, "PSMA-617")``) to predict
             therapy on the calibrated physiology: the calibrated parameters are set on it.
         n_draws: posterior draws to simulate (all if fewer are available).
+        quantiles: probabilities in [0, 1] of the quantile tables (0.05, not 5); the columns are
+            labelled in percent (``q5``).
         """
+        quantiles = _check_quantiles(quantiles)
         model = self.model if model is None else model
         if not isinstance(model, pbpk.PBPKModel):
             raise CalibrationError("predict() needs a pbpk.PBPKModel; this posterior came from a generic "
@@ -524,6 +553,34 @@ class Posterior:
     def __repr__(self) -> str:
         return (f"Posterior(method={self.method!r}, {len(self.names)} parameters, "
                 f"{self.log_samples.shape[0]} draws, uninformed={list(self.uninformed)})")
+
+
+def _check_quantiles(quantiles) -> tuple[float, ...]:
+    """Quantile probabilities, each a real number in [0, 1]."""
+    if isinstance(quantiles, (str, bytes)) or np.ndim(quantiles) > 1:
+        raise InvalidInputError(f"quantiles = {quantiles!r} must be a sequence of probabilities, e.g. (0.05, 0.5, 0.95).")
+    qs = [quantiles] if np.ndim(quantiles) == 0 else list(quantiles)
+    out = []
+    for q in qs:
+        x = real_or_none(q)
+        if x is None or not 0.0 <= x <= 1.0:
+            hint = f" (give {x / 100:g}, not {x:g}: probabilities, not percent)" if x is not None and 1 < x <= 100 else ""
+            raise InvalidInputError(f"quantile {q!r} must be a probability in [0, 1]{hint}.")
+        out.append(x)
+    if not out:
+        raise InvalidInputError("give at least one quantile, e.g. quantiles=(0.05, 0.5, 0.95).")
+    return tuple(out)
+
+
+def _check_setting(name: str, value, *, low: float = 0.0, high: float | None = None,
+                   low_open: bool = True, example: str = "") -> float:
+    """A real, finite setting of :func:`calibrate` in (low, high) (``low_open=False``: [low, ...))."""
+    x = real_or_none(value)
+    ok = x is not None and math.isfinite(x) and (x > low if low_open else x >= low) and (high is None or x < high)
+    if not ok:
+        rng = f"{'>' if low_open else '>='} {low:g}" + (f" and < {high:g}" if high is not None else "")
+        raise InvalidInputError(f"{name} = {value!r} must be a finite number {rng}{example}.")
+    return float(x)
 
 
 # ============================================================================ methods
@@ -569,12 +626,21 @@ def _run_map(problem: _Problem, z0, max_iter: int, gtol: float):
     """
     fns, data = problem.fns, problem.data
 
+    n_bad_grad = 0
+
     def evaluate(z):
+        nonlocal n_bad_grad
         (v, ok), g = fns["vg"](jnp.asarray(z), data)
-        return float(v), bool(ok), np.nan_to_num(np.asarray(g))
+        g = np.asarray(g)
+        if bool(ok) and not np.all(np.isfinite(g)):
+            n_bad_grad += 1
+            return float(v), False, np.zeros_like(g), True
+        return float(v), bool(ok), g, False
 
     z = np.asarray(z0, dtype=float)
-    v, ok, g = evaluate(z)
+    v, ok, g, bad_grad = evaluate(z)
+    if bad_grad:
+        raise CalibrationError(_nonfinite_gradient_message(problem, z, "at the starting point (prior median)"))
     if not ok:
         raise CalibrationError("the simulation fails at the starting point (prior median); check the model, "
                                "schedule and simulate_options (max_steps, tolerances).")
@@ -594,9 +660,11 @@ def _run_map(problem: _Problem, z0, max_iter: int, gtol: float):
         alpha, accepted = 1.0, False
         for _ in range(40):
             z_try = z - alpha * d
-            v_try, ok_try, g_try = evaluate(z_try)
+            v_try, ok_try, g_try, bad_try = evaluate(z_try)
             n_eval += 1
-            if not ok_try:
+            if bad_try:
+                pass  # a non-finite gradient: step back like a failed solve (counted in n_bad_grad)
+            elif not ok_try:
                 n_failed += 1
             elif v_try <= v - 1e-4 * alpha * slope:
                 accepted = True
@@ -613,7 +681,25 @@ def _run_map(problem: _Problem, z0, max_iter: int, gtol: float):
     gmax = float(np.max(np.abs(g)))
     converged = converged or gmax < gtol
     return z, {"map_iterations": it, "map_evaluations": n_eval, "map_converged": bool(converged),
-               "map_grad_max": gmax, "map_neg_log_post": v, "map_failed_evaluations": n_failed}
+               "map_grad_max": gmax, "map_neg_log_post": v, "map_failed_evaluations": n_failed,
+               "map_nonfinite_gradients": n_bad_grad}
+
+
+def _nonfinite_gradient_message(problem: _Problem, z, where: str) -> str:
+    """Why the log-likelihood gradient is not finite at ``z``, naming observations predicted <= 0."""
+    names = ""
+    try:
+        pred, _ = problem.predict(problem.data[0] + problem.data[1] * jnp.asarray(z))
+        pred = np.asarray(pred)
+        bad = [f"{r} at {t:g} h" for r, t, m in zip(problem.obs.region, problem.obs.time_h.tolist(), pred)
+               if not m > 0]
+        if bad:
+            names = f" The model predicts 0 (or a non-finite value) for observation(s) {', '.join(bad)}."
+    except Exception:  # noqa: BLE001 - a diagnosis only; the error below is raised anyway
+        pass
+    return (f"the gradient of the log-likelihood is not finite {where} although its value is;{names} "
+            "A prediction of 0 has no log-normal likelihood: drop observations made before the "
+            "administration (time_h is on the schedule's clock) or check the model function.")
 
 
 def _hessian(problem: _Problem, z, method: str):
@@ -701,24 +787,28 @@ def _run_svi(problem: _Problem, z_init, steps: int, learning_rate: float, key, f
 
         params = jax.tree_util.tree_map(keep, new_params, params)
         state = jax.tree_util.tree_map(keep, new_state, state)
-        return params, state, value - jnp.sum(params["log_diag"])
+        bad = jnp.isfinite(value) & ~jnp.all(jnp.isfinite(gz))  # finite loss, non-finite gradient
+        return params, state, value - jnp.sum(params["log_diag"]), bad
 
     params = {"loc": jnp.asarray(z_init, dtype=float), "log_diag": jnp.full(p, np.log(0.1)),
               "off": jnp.zeros((p, p))}
     state = opt.init(params)
     keys = jax.random.split(key, steps)
     losses = []
+    bad_grad = []
     report = max(1, steps // 4)
     for i in range(steps):
         z, eps = draw(params, keys[i])
         (v, _), gz = vg(z, data)
-        params, state, loss = step(params, state, eps, v, gz)
+        params, state, loss, bad = step(params, state, eps, v, gz)
         losses.append(loss)
+        bad_grad.append(bad)
         if (i + 1) % report == 0 and log.isEnabledFor(logging.INFO):
             log.info("SVI: step %d/%d, loss %.4g", i + 1, steps, float(loss))
     losses = np.asarray(jnp.stack(losses)) if losses else np.zeros(0)
     out = {"loc": np.asarray(params["loc"]), "log_diag": np.asarray(params["log_diag"]),
-           "scale_tril": np.asarray(tril(params))}
+           "scale_tril": np.asarray(tril(params)),
+           "nonfinite_gradients": int(np.asarray(jnp.stack(bad_grad)).sum()) if bad_grad else 0}
     return out, losses
 
 
@@ -829,6 +919,16 @@ def calibrate(
                     ("svi_steps", svi_steps), ("map_max_iter", map_max_iter)):
         if not isinstance(v, (int, np.integer)) or v < (0 if name == "num_warmup" else 1):
             raise InvalidInputError(f"{name} = {v!r} must be a positive integer.")
+    learning_rate = _check_setting("learning_rate", learning_rate, example=" (the Adam step size of SVI, e.g. 0.01)")
+    target_accept_prob = _check_setting("target_accept_prob", target_accept_prob, high=1.0,
+                                        example=" (the NUTS target acceptance probability, e.g. 0.8)")
+    map_gtol = _check_setting("map_gtol", map_gtol, example=" (e.g. 1e-5)")
+    rhat_threshold = _check_setting("rhat_threshold", rhat_threshold, example=" (e.g. 1.01)")
+    ess_threshold = _check_setting("ess_threshold", ess_threshold, low_open=False, example=" (e.g. 100)")
+    informed_threshold = _check_setting("informed_threshold", informed_threshold,
+                                        example=" (a posterior/prior log-sd ratio, e.g. 0.8)")
+    if not isinstance(max_tree_depth, (int, np.integer)) or isinstance(max_tree_depth, bool) or max_tree_depth < 1:
+        raise InvalidInputError(f"max_tree_depth = {max_tree_depth!r} must be a positive integer (e.g. 8).")
     if method == "laplace_is" and num_samples < _IS_MIN_DRAWS:
         raise InvalidInputError(f"method='laplace_is' needs num_samples >= {_IS_MIN_DRAWS} (the Pareto fit to the "
                                 f"largest importance weights needs that many draws); got {num_samples}.")
@@ -983,6 +1083,9 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         diag.update(info)
         diag["map_wall_s"] = time.perf_counter() - tm
         map_log = np.asarray(problem.data[0]) + np.asarray(problem.data[1]) * z_map
+        if info["map_nonfinite_gradients"]:
+            messages.append(f"{info['map_nonfinite_gradients']} MAP line-search point(s) had a non-finite "
+                            "log-likelihood gradient; they were stepped back from.")
         if not info["map_converged"]:
             messages.append(f"MAP optimisation did not converge in {info['map_iterations']} iterations "
                             f"(max |grad| {info['map_grad_max']:.2g}); raise map_max_iter.")
@@ -1034,6 +1137,11 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         z_draws = svi_params["loc"] + eps @ svi_params["scale_tril"].T
         diag["svi_final_loss"] = float(np.mean(losses[-max(1, svi_steps // 20):]))
         diag["svi_nonfinite_losses"] = int((~np.isfinite(losses)).sum())
+        diag["svi_nonfinite_gradients"] = svi_params["nonfinite_gradients"]
+        if svi_params["nonfinite_gradients"]:
+            messages.append(f"{svi_params['nonfinite_gradients']} of {svi_steps} SVI steps had a finite loss but a "
+                            "non-finite gradient and were skipped (a prediction of 0 or a non-differentiable "
+                            "model); the guide may not have learnt from the data.")
         tail = losses[-max(2, svi_steps // 10):]
         if np.isfinite(tail).all() and np.std(tail) > 0 and len(tail) > 4:
             half = len(tail) // 2

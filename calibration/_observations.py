@@ -16,6 +16,12 @@ On the log scale the standard deviation of observation *i* with prediction ``m``
 Units: ``"MBq"`` (activity in the region at the scan time, not decay-corrected, as
 ``pbpk.simulate`` returns it) or ``"%IA"`` (percent of injected activity, decay-corrected to
 injection, as ``twin.patient.organ_uptake`` reports it).
+
+Clock: ``time_h`` is on the clock of the schedule the observations are calibrated with
+(``pbpk.Schedule``; ``pbpk.Schedule.single`` injects at 0 h, so there it is the time after
+injection). An observation at or before the schedule's first administration is refused when
+it meets the schedule (:func:`calibration.calibrate`): nothing has been injected yet, so its
+prediction is 0 and it has no log-normal likelihood.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration._errors import ObservationError
+from pbpk._numbers import real_or_none
 
 __all__ = ["UNITS", "NoiseModel", "Observations"]
 
@@ -60,8 +67,11 @@ class NoiseModel:
     def __post_init__(self) -> None:
         for name in ("cv", "floor", "rc_cv"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ObservationError(f"NoiseModel.{name} = {v!r} must be a finite number >= 0.")
+            x = real_or_none(v)
+            if x is None or not math.isfinite(x) or x < 0:
+                raise ObservationError(f"NoiseModel.{name} = {v!r} must be a finite number >= 0 "
+                                       "(a real number, not a bool or a string).")
+            object.__setattr__(self, name, x)
         if self.cv == 0 and self.floor == 0:
             raise ObservationError("NoiseModel needs cv > 0 or floor > 0: a noiseless observation "
                                    "has no likelihood.")
@@ -82,6 +92,21 @@ def _noise_for(noise, region: str) -> NoiseModel:
     raise ObservationError("noise must be a NoiseModel or a mapping region -> NoiseModel.")
 
 
+def _check_noise_keys(noise, regions) -> None:
+    """Refuse keys of a noise mapping that match no region (a typo would silently fall back
+    to the default noise): valid keys are the ``regions`` given, ``'tumour'`` and ``'default'``."""
+    if not isinstance(noise, Mapping):
+        return
+    regions = sorted({str(r) for r in regions})
+    valid = {*regions, "tumour", "default"}
+    bad = [k for k in noise if k not in valid]
+    if bad:
+        raise ObservationError(
+            f"noise key(s) {', '.join(map(repr, bad))} match no observed region; valid keys: "
+            f"{', '.join(regions)}, 'tumour' (every tumour region) and 'default' (the rest). "
+            "Check the spelling (e.g. 'kidney', 'tumour').")
+
+
 @dataclass(frozen=True, eq=False)
 class Observations:
     """A validated set of measurements of one agent. Build with :meth:`from_uptake` or
@@ -100,11 +125,22 @@ class Observations:
     rc_cv: np.ndarray
     agent: str | None = None
     source: tuple[str, ...] = field(default=())
+    #: per observation, the index of the data set it belongs to (default: all 0). Observations of
+    #: several agents/schedules joined for one joint calibration (``twin.Twin.update``) keep
+    #: their data sets apart: duplicates are refused only within one data set.
+    dataset: tuple[int, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.region)
         if n == 0:
             raise ObservationError("an observation set needs at least one observation.")
+        if not self.dataset:
+            object.__setattr__(self, "dataset", (0,) * n)
+        else:
+            ds = tuple(self.dataset)
+            if len(ds) != n or any(real_or_none(d) is None or int(d) != d for d in ds):
+                raise ObservationError(f"dataset must give one integer per observation ({n}).")
+            object.__setattr__(self, "dataset", tuple(int(d) for d in ds))
         arrays = {}
         for name in ("time_h", "value", "cv", "floor", "recovery_coefficient", "rc_cv"):
             try:
@@ -141,13 +177,17 @@ class Observations:
         rc = self.recovery_coefficient
         if np.any((rc <= 0) | (rc > 1)):
             raise ObservationError("recovery coefficients must lie in (0, 1].")
-        keys = list(zip(self.region, self.time_h.tolist(), self.unit))
+        # one scan of one region counts once, whatever its unit (MBq and %IA of the same scan
+        # are the same measurement); data sets of other agents/schedules are kept apart
+        keys = list(zip(self.dataset, self.region, self.time_h.tolist()))
         if len(set(keys)) != len(keys):
             dup = sorted({k for k in keys if keys.count(k) > 1})
+            units = {k: sorted({u for kk, u in zip(keys, self.unit) if kk == k}) for k in dup}
             raise ObservationError(
-                "duplicate observations (same region, time and unit): "
-                + ", ".join(f"{r} at {t:g} h [{u}]" for r, t, u in dup)
-                + "; average them first or give them distinct times."
+                "duplicate observations (same region and time): "
+                + ", ".join(f"{r} at {t:g} h [{'/'.join(units[(d, r, t)])}]" for d, r, t in dup)
+                + "; average them first or give them distinct times (the same scan in MBq and in %IA "
+                "is one measurement: keep one unit)."
             )
         if not self.source:
             object.__setattr__(self, "source", ("by hand",) * n)
@@ -159,8 +199,13 @@ class Observations:
     def from_records(cls, records, *, agent: str | None = None,
                      noise: NoiseModel | Mapping[str, NoiseModel] = NoiseModel()) -> Observations:
         """Observations given by hand: a pandas DataFrame or an iterable of dicts with keys
-        ``region``, ``time_h``, ``value``, ``unit`` (``"MBq"``/``"%IA"``) and optionally
-        ``cv``, ``floor``, ``recovery_coefficient``, ``rc_cv`` (defaults from ``noise``)."""
+        ``region``, ``time_h`` (h on the schedule's clock: after injection for
+        ``pbpk.Schedule.single``), ``value``, ``unit`` (``"MBq"``/``"%IA"``) and optionally
+        ``cv``, ``floor``, ``recovery_coefficient``, ``rc_cv`` (a missing or blank cell:
+        the default from ``noise``, RC 1).
+
+        noise: one NoiseModel, or a mapping with keys region names, ``'tumour'`` (every
+        ``tumour*`` region) and ``'default'``; a key that matches no region is refused."""
         rows = _rows(records)
         if not rows:
             raise ObservationError("no observation records were given.")
@@ -177,10 +222,12 @@ class Observations:
             cols["unit"].append(row["unit"])
             for k in ("time_h", "value"):
                 cols[k].append(_number(row[k], k, i))
-            cols["cv"].append(_number(row.get("cv", nm.cv), "cv", i))
-            cols["floor"].append(_number(row.get("floor", nm.floor), "floor", i))
-            cols["recovery_coefficient"].append(_number(row.get("recovery_coefficient", 1.0), "recovery_coefficient", i))
-            cols["rc_cv"].append(_number(row.get("rc_cv", nm.rc_cv), "rc_cv", i))
+            # an optional cell left blank (None, NaN from an empty CSV cell, "") takes its default
+            for k, default in (("cv", nm.cv), ("floor", nm.floor), ("recovery_coefficient", 1.0),
+                               ("rc_cv", nm.rc_cv)):
+                v = row.get(k)
+                cols[k].append(default if _blank(v) else _number(v, k, i))
+        _check_noise_keys(noise, cols["region"])
         return cls(region=tuple(cols["region"]), time_h=cols["time_h"], value=cols["value"],
                    unit=tuple(cols["unit"]), cv=cols["cv"], floor=cols["floor"],
                    recovery_coefficient=cols["recovery_coefficient"], rc_cv=cols["rc_cv"],
@@ -206,7 +253,8 @@ class Observations:
             ``activity_mbq`` (or ``percent_ia`` for ``unit="%IA"``) and optionally
             ``recovery_coefficient``; other columns are ignored. Structures of one region
             (left and right kidney) are summed; rows without a region are skipped.
-        regions: keep only these regions (default: every region in the table except ``exclude``).
+        regions: keep only these regions (default: every region in the table except ``exclude``);
+            a region named here is kept even if it is in ``exclude`` (e.g. ``"urine"``).
         recovery_correct: divide each structure by its RC (the value is then the recovered
             activity and the RC uncertainty enters the noise); otherwise the measured value is
             used as is with RC = 1.
@@ -217,6 +265,7 @@ class Observations:
         keep = None if regions is None else {str(r) for r in regions}
         exclude = set(exclude)
         records = []
+        table_regions: set[str] = set()
         for t, tab in pairs:
             missing = [c for c in ("region", value_col) if c not in getattr(tab, "columns", ())]
             if missing:
@@ -232,7 +281,8 @@ class Observations:
                 if reg is None or (isinstance(reg, float) and math.isnan(reg)):
                     continue
                 reg = str(reg)
-                if reg in exclude or (keep is not None and reg not in keep):
+                table_regions.add(reg)
+                if (reg not in keep) if keep is not None else (reg in exclude):
                     continue
                 v = float(tab[value_col].iloc[i])
                 rc = float(rc_col.iloc[i]) if (rc_col is not None and recovery_correct) else 1.0
@@ -261,7 +311,10 @@ class Observations:
         zero = [f"{r['region']} at {r['time_h']:g} h" for r in records if r["value"] <= 0]
         if zero:
             raise ObservationError(f"zero uptake for {', '.join(zero)}; exclude those regions (regions=...).")
-        obs = cls.from_records(records, agent=agent, noise=noise)
+        # a noise key may name any region of the table (also one left out here)
+        _check_noise_keys(noise, table_regions)
+        # every record carries its noise already
+        obs = cls.from_records(records, agent=agent)
         return obs.with_source("uptake table")
 
     # ------------------------------------------------------------------ helpers
@@ -288,6 +341,7 @@ class Observations:
 
     def with_noise(self, noise: NoiseModel | Mapping[str, NoiseModel]) -> Observations:
         """The same measurements with another noise model."""
+        _check_noise_keys(noise, self.region)
         nms = [_noise_for(noise, r) for r in self.region]
         return _replace(self, cv=[n.cv for n in nms], floor=[n.floor for n in nms],
                         rc_cv=[n.rc_cv for n in nms])
@@ -306,24 +360,27 @@ class Observations:
             region=tuple(self.region[i] for i in idx), time_h=self.time_h[idx], value=self.value[idx],
             unit=tuple(self.unit[i] for i in idx), cv=self.cv[idx], floor=self.floor[idx],
             recovery_coefficient=self.recovery_coefficient[idx], rc_cv=self.rc_cv[idx],
-            agent=self.agent, source=tuple(self.source[i] for i in idx))
+            agent=self.agent, source=tuple(self.source[i] for i in idx),
+            dataset=tuple(self.dataset[i] for i in idx))
 
     def concat(self, *others: Observations) -> Observations:
         """All observations of ``self`` and ``others`` (same agent)."""
         sets = [self, *others]
+        for o in sets:
+            if not isinstance(o, Observations):
+                raise ObservationError(f"cannot concatenate a {type(o).__name__} to Observations; build it "
+                                       "with Observations.from_records or Observations.from_uptake first.")
         agents = {o.agent for o in sets if o.agent is not None}
         if len(agents) > 1:
             raise ObservationError(f"cannot combine observations of different agents ({', '.join(sorted(agents))}); "
                                    "calibrate on one agent and predict the other with a theranostic pair.")
-        for o in sets:
-            if not isinstance(o, Observations):
-                raise ObservationError(f"cannot concatenate a {type(o).__name__} to Observations.")
         cat = lambda name: np.concatenate([getattr(o, name) for o in sets])
         return Observations(
             region=sum((o.region for o in sets), ()), time_h=cat("time_h"), value=cat("value"),
             unit=sum((o.unit for o in sets), ()), cv=cat("cv"), floor=cat("floor"),
             recovery_coefficient=cat("recovery_coefficient"), rc_cv=cat("rc_cv"),
-            agent=agents.pop() if agents else None, source=sum((o.source for o in sets), ()))
+            agent=agents.pop() if agents else None, source=sum((o.source for o in sets), ()),
+            dataset=sum((o.dataset for o in sets), ()))
 
     def table(self):
         """pandas DataFrame, one row per observation, with the log-scale sd (``log_sd``)."""
@@ -343,7 +400,7 @@ class Observations:
 
 def _replace(obs: Observations, **changes) -> Observations:
     kw = {k: getattr(obs, k) for k in ("region", "time_h", "value", "unit", "cv", "floor",
-                                       "recovery_coefficient", "rc_cv", "agent", "source")}
+                                       "recovery_coefficient", "rc_cv", "agent", "source", "dataset")}
     kw.update(changes)
     return Observations(**kw)
 

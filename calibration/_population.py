@@ -46,6 +46,7 @@ from calibration._inference import Posterior, calibrate, read_only
 from calibration._observations import Observations
 from calibration._priors import LogNormal, Prior, check_level
 from pbpk._errors import InvalidInputError
+from pbpk._numbers import real_or_none
 
 __all__ = ["PopulationPosterior", "calibrate_population", "population_log_likelihood"]
 
@@ -59,7 +60,12 @@ class PopulationPosterior:
     names: the calibrated parameters. shift_draws: (N, P) draws of ``d`` (log population median
     minus log model value). spread_draws: (N, P) draws of ``omega`` (between-patient log-sd).
     patients: the per-patient stage-1 :class:`Posterior` objects (Laplace under ``prior``).
-    reference_prior: ``prior`` (its medians are the model values ``c`` of the reference model).
+    reference_prior: ``prior``; the population median is ``exp(log median + d)`` of its entries.
+    reference_values: (P,) the parameter values of the reference model the shift is relative to
+        (one model for every patient: that model's values; per-patient models: None, the
+        prior's medians play that role). :meth:`prior` of a new model scales the reference
+        prior's medians by ``new value / reference value``, so ``prior(reference model)``
+        equals ``prior()``.
     """
 
     names: tuple[str, ...]
@@ -69,15 +75,18 @@ class PopulationPosterior:
     reference_prior: Prior
     diagnostics: dict
     _info: dict = field(default_factory=dict, repr=False)
+    reference_values: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("shift_draws", "spread_draws"):
+        for name in ("shift_draws", "spread_draws", "reference_values"):
             object.__setattr__(self, name, read_only(getattr(self, name)))
         object.__setattr__(self, "patients", tuple(self.patients))
 
     @property
     def median(self) -> dict[str, float]:
-        """Posterior mean of the population median in natural units (reference model)."""
+        """The population median in natural units (reference model): ``exp(E[log median])``,
+        the exponential of the posterior mean of its log, i.e. the posterior geometric mean (not
+        the arithmetic posterior mean of the median)."""
         mu = self.reference_prior.log_loc + self.shift_draws.mean(axis=0)
         return {n: float(np.exp(mu[i])) for i, n in enumerate(self.names)}
 
@@ -102,17 +111,32 @@ class PopulationPosterior:
         patient's log p: mean ``log c + E[d]``, variance ``E[omega^2] + Var[d]``).
 
         model: the new patient's model; its parameter values are the covariate predictions
-            ``c`` (default: the reference model's values, i.e. ``reference_prior`` medians).
+            ``c``: the reference prior's medians are scaled by ``c / reference value`` (see
+            ``reference_values``). Default: the reference model (the ``reference_prior`` medians).
         """
-        base = self.reference_prior if model is None else self.reference_prior.recentred(model)
+        base_log = self.reference_prior.log_loc
+        if model is not None:
+            params = getattr(model, "parameters", None)
+            if params is None:
+                raise InvalidInputError(
+                    f"prior(model) needs a model with parameters (a pbpk.PBPKModel), got {type(model).__name__}; "
+                    "call prior() for the reference model.")
+            self.reference_prior.check_model(model)
+            new = np.array([float(params[n]) for n in self.names])
+            if np.any(~np.isfinite(new) | (new <= 0)):
+                bad = [n for n, v in zip(self.names, new) if not (math.isfinite(v) and v > 0)]
+                raise PriorError(f"model {getattr(model, 'name', '')!r} has parameter(s) {', '.join(bad)} <= 0; "
+                                 "a log-normal prior needs values > 0.")
+            ref = self.reference_values if self.reference_values is not None else np.exp(base_log)
+            base_log = base_log + np.log(new) - np.log(ref)
         mean_d = self.shift_draws.mean(axis=0)
         var = (self.spread_draws**2).mean(axis=0) + self.shift_draws.var(axis=0)
         src = source or (f"population calibration of {len(self.patients)} patients "
                          f"({self.diagnostics.get('method', 'laplace+nuts')})")
         ents = []
-        for i, e in enumerate(base.entries):
+        for i, e in enumerate(self.reference_prior.entries):
             cv = math.sqrt(math.expm1(float(var[i])))
-            ents.append(LogNormal(e.name, e.median * math.exp(float(mean_d[i])), max(cv, 1e-6), src))
+            ents.append(LogNormal(e.name, math.exp(float(base_log[i] + mean_d[i])), max(cv, 1e-6), src))
         return Prior(tuple(ents))
 
     def summary(self, level: float = 0.9):
@@ -211,8 +235,15 @@ def calibrate_population(
         Stage-1 prior and hyperprior scale; default ``Prior.default(model)``. With per-patient
         models it is recentred on each patient's model values.
     patient_posteriors:
-        Stage-1 Laplace posteriors computed already (skips stage 1).
+        Stage-1 Laplace posteriors computed already (skips stage 1). Each one's own prior
+        (``posterior.prior``) is divided out to recover that patient's likelihood, so they may
+        have been fitted under another prior than ``prior`` (same parameters, same order).
+    rhat_threshold:
+        Stage-2 R-hat above which a :class:`~calibration.ConvergenceWarning` is issued (> 0).
     """
+    x = real_or_none(rhat_threshold)
+    if x is None or not math.isfinite(x) or x <= 0:
+        raise InvalidInputError(f"rhat_threshold = {rhat_threshold!r} must be a finite number > 0 (e.g. 1.01).")
     obs = list(observations) if observations is not None else []
     if len(obs) < 2:
         raise ObservationError("population calibration needs the observations of at least 2 patients.")
@@ -244,6 +275,9 @@ def calibrate_population(
         if len(fits) != n:
             raise InvalidInputError(f"{len(fits)} patient posteriors for {n} patients.")
         for i, (f, pr) in enumerate(zip(fits, priors)):
+            if not isinstance(f, Posterior) or not isinstance(f.prior, Prior):
+                raise InvalidInputError(f"patient posterior {i} is a {type(f).__name__}; give the Posterior "
+                                        "objects returned by calibrate(..., method='laplace').")
             if tuple(getattr(f, "names", ())) != tuple(pr.names):
                 raise InvalidInputError(
                     f"patient posterior {i} is over ({', '.join(getattr(f, 'names', ()))}) but the prior "
@@ -251,12 +285,20 @@ def calibrate_population(
                     "parameters, same order).")
     stage1_s = time.perf_counter() - t0
     Ls, etas, clipped = [], [], 0
-    for f, pr in zip(fits, priors):
-        L, eta, c = _gaussian_likelihood(f, pr)
+    for f in fits:
+        # divide out the prior the patient was fitted under (its own), not the population's
+        L, eta, c = _gaussian_likelihood(f, f.prior)
         Ls.append(L)
         etas.append(eta)
         clipped += c
     base = np.stack([pr.log_loc for pr in priors])
+    # the shift d is relative to ``base``: with one model for all, the prior's medians, which
+    # correspond to that model's values (kept to rescale the prior of a new patient's model)
+    ref_values = None
+    if not per_patient and hasattr(models[0], "parameters"):
+        ref_values = np.array([float(models[0].parameters[nm]) for nm in prior.names])
+        if not np.all(np.isfinite(ref_values) & (ref_values > 0)):
+            ref_values = None  # no log-normal reference: the prior's medians stand for it
     s0 = prior.log_scale
     data = (jnp.asarray(base), jnp.asarray(np.stack(Ls)), jnp.asarray(np.stack(etas)))
 
@@ -305,7 +347,8 @@ def calibrate_population(
              diag["stage2_wall_s"])
     return PopulationPosterior(names=prior.names, shift_draws=d_c.reshape(-1, p), spread_draws=w_c.reshape(-1, p),
                                patients=tuple(fits), reference_prior=prior, diagnostics=diag,
-                               _info={"L": data[1], "eta": data[2], "base": data[0]})
+                               _info={"L": data[1], "eta": data[2], "base": data[0]},
+                               reference_values=ref_values)
 
 
 def _is_schedule_list(schedule) -> bool:

@@ -23,6 +23,7 @@ import numpy as np
 
 from calibration._errors import PriorError, UnknownParameterError
 from pbpk._errors import InvalidInputError
+from pbpk._numbers import real_or_none
 
 __all__ = ["DEFAULT_CV", "LogNormal", "Prior"]
 
@@ -67,10 +68,11 @@ class LogNormal:
             raise PriorError("a prior entry needs a parameter name.")
         for attr in ("median", "cv"):
             v = getattr(self, attr)
-            if not isinstance(v, (int, float, np.floating)) or not math.isfinite(v) or v <= 0:
-                raise PriorError(f"prior of {self.name}: {attr} = {v!r} must be a finite number > 0.")
-        object.__setattr__(self, "median", float(self.median))
-        object.__setattr__(self, "cv", float(self.cv))
+            x = real_or_none(v)
+            if x is None or not math.isfinite(x) or x <= 0:
+                raise PriorError(f"prior of {self.name}: {attr} = {v!r} must be a finite number > 0 "
+                                 "(a real number, not a bool or a string).")
+            object.__setattr__(self, attr, x)
 
     @property
     def log_loc(self) -> float:
@@ -286,9 +288,10 @@ class Prior:
 
 def check_level(level) -> float:
     """A central interval's probability, checked to lie in (0, 1)."""
-    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
+    x = real_or_none(level)
+    if x is None or not 0 < x < 1:
         raise InvalidInputError(f"level = {level!r} must lie strictly between 0 and 1 (e.g. 0.9, not 90).")
-    return float(level)
+    return x
 
 
 def _default_cv(name: str) -> tuple[float, str]:

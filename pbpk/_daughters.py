@@ -860,7 +860,7 @@ def _jitted_chain(key, sys_ref, segs, out_map, times_key, injected_key, opts_key
         jd = jax.ops.segment_sum(dvals, slots, num_segments=n_extra)
         return jnp.concatenate([jp, jd])
 
-    def run(p, dvals, bolus):
+    def run(p, dvals, bolus, expected):
         coef = cg.coefficients(p)
         lin_jac = cg.linear_jacobian(coef)
         u = jnp.zeros(n_p)
@@ -889,7 +889,7 @@ def _jitted_chain(key, sys_ref, segs, out_map, times_key, injected_key, opts_key
         infusion = jnp.zeros_like(bolus)
         parent = _assemble(cg, acf, lam, [s[:n_p] for s in starts], [s[..., :n_p] for s in seg_ys],
                            status, n_steps, segs, out_map, bolus, infusion,
-                           np.array(injected_key), times, False)
+                           np.array(injected_key), times, False, expected)
         return parent, Y
 
     return jax.jit(run)
@@ -957,6 +957,7 @@ def simulate_chain(
     """
     from pbpk._compile import check_parameter_values
     from pbpk._simulate import (
+        _administered_nmol,
         _as_schedule,
         _as_times,
         _dose_inputs,
@@ -989,7 +990,8 @@ def simulate_chain(
     fn = _jitted_chain((parent.graph, parent.nuclide), ref, segs, out_map,
                        tuple(times.tolist()), injected, opts)
     p = cg.pack(merged)
-    res, Y = fn(p, jnp.asarray(system.vals), jnp.asarray(bolus))
+    expected = jnp.asarray(_administered_nmol(parent, schedule, times))
+    res, Y = fn(p, jnp.asarray(system.vals), jnp.asarray(bolus), expected)
     if int(res.status) != 0:
         from pbpk._simulate import STATUS_MESSAGES
 

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from pbpk._errors import InvalidInputError
+
+#: Activity per administration (MBq) above which a unit mix-up (Bq or kBq given as MBq) is
+#: likely: therapies are 1-10 GBq (1000-10000 MBq) and PET injections 100-500 MBq.
+IMPLAUSIBLE_ACTIVITY_MBQ = 1e6
 
 __all__ = ["Administration", "Schedule"]
 
@@ -30,6 +38,8 @@ class Administration:
     ----------
     activity_mbq:
         Injected activity in MBq at the start of the administration (7.4 GBq = 7400 MBq).
+        0 is accepted for a cold (unlabelled) pre-dose when ``ligand_nmol`` > 0 is given.
+        Above 1e6 MBq (1 TBq) a ``UserWarning`` suggests a Bq/kBq/GBq mix-up.
     time_h:
         Start time in hours after the first administration (0 for a single injection).
     ligand_nmol:
@@ -48,7 +58,22 @@ class Administration:
     infusion_h: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "activity_mbq", _positive("activity_mbq", self.activity_mbq))
+        cold_dose = self.ligand_nmol is not None and self.molar_activity_mbq_per_nmol is None
+        if not cold_dose and _positive("activity_mbq", self.activity_mbq, allow_zero=True) == 0:
+            raise InvalidInputError(
+                "activity_mbq = 0 administers nothing; give ligand_nmol > 0 (without a molar "
+                "activity) for a cold, unlabelled dose, or a positive activity in MBq."
+            )
+        object.__setattr__(self, "activity_mbq",
+                           _positive("activity_mbq", self.activity_mbq, allow_zero=cold_dose))
+        if self.activity_mbq > IMPLAUSIBLE_ACTIVITY_MBQ:
+            warnings.warn(
+                f"activity_mbq = {self.activity_mbq:g} MBq ({self.activity_mbq / 1e6:g} TBq) per "
+                "administration is implausible; was it given in Bq or kBq? Give the activity in "
+                "MBq (7.4 GBq = 7400 MBq).",
+                UserWarning,
+                stacklevel=3,
+            )
         object.__setattr__(self, "time_h", _positive("time_h", self.time_h, allow_zero=True))
         object.__setattr__(self, "infusion_h", _positive("infusion_h", self.infusion_h, allow_zero=True))
         if self.ligand_nmol is not None and self.molar_activity_mbq_per_nmol is not None:
@@ -130,11 +155,25 @@ class Schedule:
         interval_h: float = 6 * 7 * 24.0,
         **kwargs,
     ) -> Schedule:
-        """``n_cycles`` administrations every ``interval_h`` hours (default 6 weeks)."""
-        if not isinstance(n_cycles, int) or n_cycles < 1:
+        """``n_cycles`` administrations every ``interval_h`` hours (default 6 weeks).
+
+        ``activity_mbq`` is one activity for every cycle or one per cycle (a sequence or 1-D
+        array); ``n_cycles`` any integer type (``int``, ``numpy.int64``)."""
+        if (isinstance(n_cycles, bool) or not isinstance(n_cycles, numbers.Integral)
+                or n_cycles < 1):
             raise InvalidInputError(f"n_cycles = {n_cycles!r} must be a positive integer.")
+        n_cycles = int(n_cycles)
         _positive("interval_h", interval_h)
-        acts = [activity_mbq] * n_cycles if not isinstance(activity_mbq, Sequence) else list(activity_mbq)
+        if isinstance(activity_mbq, str):
+            raise InvalidInputError(f"activity_mbq must be a number or one number per cycle (MBq), "
+                                    f"got {activity_mbq!r}.")
+        ndim = np.ndim(activity_mbq)
+        if ndim > 1:
+            raise InvalidInputError(
+                f"activity_mbq must be one number or a 1-D sequence with one activity per cycle "
+                f"(MBq), got an array of shape {np.shape(activity_mbq)}."
+            )
+        acts = [activity_mbq] * n_cycles if ndim == 0 else list(np.asarray(activity_mbq, dtype=object))
         if len(acts) != n_cycles:
             raise InvalidInputError(f"{len(acts)} activities given for {n_cycles} cycles.")
         return cls(tuple(Administration(a, time_h=i * interval_h, **kwargs) for i, a in enumerate(acts)))

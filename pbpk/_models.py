@@ -28,7 +28,7 @@ from pbpk._errors import InvalidInputError
 from pbpk._graph import Compartment, ModelGraph, binding, exchange, flow, transfer
 from pbpk._ligands import Ligand, get_ligand
 from pbpk._model import PBPKModel
-from pbpk._physiology import Physiology
+from pbpk._physiology import FLOW_FRACTIONS, Physiology
 
 __all__ = ["psma_model", "sstr_model", "theranostic_pair", "RELEASE_MODES"]
 
@@ -199,13 +199,15 @@ def _common_parameters(phys: Physiology, organs: dict[str, float], ligand: Ligan
     p["V_rest_vas"] = vp - vascular_total
     p["V_rest_int"] = 4.1 * p["V_rest_vas"]
     p["PS_rest"] = phys.ps_l_per_h("rest", rest_vol)
-    p["Q_rest"] = phys.cardiac_plasma_output_l_per_h - systemic_flow
-    for key in ("V_rest_vas", "Q_rest"):
-        if p[key] <= 0:
-            raise InvalidInputError(
-                f"the organ and tumour volumes given leave no {key} for the rest of the body "
-                f"({p[key]:.3g}); check organ_volumes_l and tumour volumes against the body weight."
-            )
+    if rest_vol <= 0 or p["V_rest_vas"] <= 0:
+        what = "tissue volume" if rest_vol <= 0 else "vascular (plasma) volume"
+        value = rest_vol if rest_vol <= 0 else p["V_rest_vas"]
+        raise InvalidInputError(
+            f"the organ and tumour volumes given leave no {what} for the rest of the body "
+            f"({value:.3g} L); check organ_volumes_l and tumour volumes (L) against the body "
+            f"weight ({phys.weight_kg:g} kg)."
+        )
+    budget_note = _flow_budget(p, phys, organs)
     p["Q_lungs"] = phys.cardiac_plasma_output_l_per_h
     p["gfr_eff"] = 0.66 * phys.gfr_l_per_h
     p["f_exc"] = 0.96
@@ -216,6 +218,11 @@ def _common_parameters(phys: Physiology, organs: dict[str, float], ligand: Ligan
         src[k] = _S["phys"]
     src.update(gfr_eff=_S["renal"], f_exc=_S["renal"], kon=ligand.sources, koff=ligand.sources,
                kint=ligand.sources)
+    src["Q_rest"] = f"{_S['phys']}; cardiac plasma output minus all other organ flows"
+    if budget_note:
+        for k in budget_note[0]:
+            src[k] = f"{src[k]}; {budget_note[1]}"
+        src["Q_rest"] = f"{src['Q_rest']}; {budget_note[1]}"
     if protein_binding:
         # fast linear binding: bound/free = fb / (1 - fb), equilibrating in ~1 min
         fb = ligand.protein_bound_fraction
@@ -223,6 +230,57 @@ def _common_parameters(phys: Physiology, organs: dict[str, float], ligand: Ligan
         p["k_pb_on"] = 60.0 * fb / (1.0 - fb)
         src["k_pb_on"] = src["k_pb_off"] = f"equilibrium bound fraction {fb:.2f}: {ligand.sources}"
     return p, src
+
+
+#: Smallest share of the cardiac plasma output left to the rest of the body (see
+#: :func:`_flow_budget`). The reference patients keep 3.3 % (PSMA) and 1.9 % (SSTR2).
+MIN_REST_FLOW_FRACTION = 0.01
+
+
+def _flow_budget(p: dict, phys: Physiology, organs: dict[str, float]) -> tuple[tuple, str] | None:
+    """Set ``Q_rest`` = cardiac plasma output F minus every organ flow, keeping it >= 1 % of F.
+
+    Flows are fractions of F (kidney x the Bartelink age factor, > 1 below age 60; the
+    lineage's fractions sum to 0.955) or per volume (tumours and glands). When they would
+    leave less than ``MIN_REST_FLOW_FRACTION`` x F to the rest of the body (young patients,
+    large tumours), the fraction-based flows are scaled down by one common factor so that
+    exactly that minimum is left; the rule is continuous (factor 1 at the threshold) and
+    leaves every other patient unchanged. Returns the scaled flow names and a source note,
+    or ``None`` when nothing was scaled. Raises when the per-volume flows alone exceed the
+    budget.
+    """
+    F = phys.cardiac_plasma_output_l_per_h
+    floor = MIN_REST_FLOW_FRACTION * F
+    fraction_based, volume_based = [], []
+    systemic = 0.0  # summed in the order the flows were built (kidney last)
+    for organ in (*(o for o in organs if o not in ("lungs", "rest", "kidney")), "kidney"):
+        key = "tumour" if organ.startswith("tumour") else organ
+        (fraction_based if key in FLOW_FRACTIONS else volume_based).append(f"Q_{organ}")
+        systemic += p[f"Q_{organ}"]
+    q_frac = sum(p[k] for k in fraction_based)
+    q_vol = sum(p[k] for k in volume_based)
+    rest = F - systemic
+    if rest >= floor:
+        p["Q_rest"] = rest
+        return None
+    available = F - floor - q_vol
+    if available <= 0.05 * q_frac:
+        largest = ", ".join(f"{k} {p[k]:.3g}" for k in sorted(volume_based, key=p.get, reverse=True)[:3])
+        raise InvalidInputError(
+            f"the plasma flow budget is exceeded: the per-volume flows of the tumours and glands "
+            f"({q_vol:.3g} L/h; largest {largest} L/h) leave almost none of the cardiac plasma "
+            f"output ({F:.3g} L/h, of which {MIN_REST_FLOW_FRACTION:.0%} is kept for the rest of "
+            f"the body) to the organs; check the tumour/lesion volumes (L) and organ_volumes_l."
+        )
+    scale = available / q_frac
+    for k in fraction_based:
+        p[k] *= scale
+    p["Q_rest"] = F - sum(p[k] for k in fraction_based) - q_vol
+    note = (f"x{scale:.4g} flow-budget scaling: the organ flows (fractions of the cardiac plasma "
+            f"output, kidney x age factor {phys.renal_age_factor:.3g}) plus the per-volume tumour "
+            f"and gland flows ({q_vol:.3g} L/h) would leave less than "
+            f"{MIN_REST_FLOW_FRACTION:.0%} of it to the rest of the body")
+    return tuple(fraction_based), note
 
 
 def _apply_calibration(p: dict, src: dict, key: str) -> None:
@@ -310,6 +368,18 @@ def psma_model(
         leave the circulation).
     calibrated:
         Apply the multipliers fitted to the clinical anchors (``pbpk/data/calibration.json``).
+
+    Notes
+    -----
+    Plasma-flow budget (both shipped models): organ flows are fractions of the cardiac plasma
+    output F (summing to 0.955; the kidney's times the age factor
+    :attr:`Physiology.renal_age_factor`, > 1 below age 60) or per volume (lesions, tumour
+    rest, glands); the rest of the body gets what is left. When that would be under
+    ``MIN_REST_FLOW_FRACTION`` (1 %) of F (patients under about 42-50 y, lesions above
+    about 0.2-0.3 L), every fraction-based flow is scaled down by one common factor so that
+    the rest keeps exactly 1 % of F; the factor is recorded in the flows' ``sources``.
+    Patients with more than 1 % left (the reference patients included) are unchanged. Only
+    when the per-volume flows alone nearly exhaust F is the model refused.
     """
     lig = get_ligand(ligand)
     if lig.target != "PSMA":
@@ -376,7 +446,8 @@ def sstr_model(
     Tumour SSTR2 density defaults to 34 nM (Jimenez-Franco 2021, minimum for TCP >= 99 %).
     Kinetic constants of SSTR2 ligands are not in retrievable sources: the organ receptor
     amounts and the reabsorption rate are calibrated to published 177Lu-DOTATATE dosimetry
-    (see ``pbpk/data/calibration.json``).
+    (see ``pbpk/data/calibration.json``). Organ flows follow the plasma-flow budget rule of
+    :func:`psma_model` (Notes).
     """
     lig = get_ligand(ligand)
     if lig.target != "SSTR2":

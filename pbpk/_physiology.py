@@ -97,6 +97,14 @@ K_PS_PER_MIN = {"muscle": 0.02, "liver": 2.0, "spleen": 2.0, "lungs": 2.0, "red_
 KIDNEY_TUBULE_FRACTION = 0.15
 
 
+def _normalise_sex(sex) -> str:
+    """'male' or 'female', case and surrounding blanks ignored (as in :mod:`pbpk._labs`)."""
+    norm = sex.strip().lower() if isinstance(sex, str) else sex
+    if norm not in ("male", "female"):
+        raise InvalidInputError(f"sex = {sex!r} is not accepted; use 'male' or 'female'.")
+    return norm
+
+
 def _check_range(field_name: str, value: float) -> float:
     lo, hi = _RANGES[field_name]
     try:
@@ -129,8 +137,7 @@ class Physiology:
     organ_volumes_l: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.sex not in ("male", "female"):
-            raise InvalidInputError(f"sex = {self.sex!r} is not accepted; use 'male' or 'female'.")
+        object.__setattr__(self, "sex", _normalise_sex(self.sex))
         for name in ("weight_kg", "height_cm", "age_y", "haematocrit", "gfr_ml_min"):
             object.__setattr__(self, name, _check_range(name, getattr(self, name)))
         vols = {}
@@ -139,11 +146,17 @@ class Physiology:
                 raise UnknownNameError(
                     f"organ {organ!r} has no volume in the physiology; known organs: {', '.join(ORGANS)}."
                 )
-            fv = float(v)
-            if not math.isfinite(fv) or fv <= 0 or fv > 10.0:
+            try:
+                fv = float(v)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"organ_volumes_l[{organ!r}] must be a number (L), got {v!r}."
+                ) from None
+            if not math.isfinite(fv) or fv <= 0 or fv >= self.weight_kg:
                 raise InvalidInputError(
                     f"organ_volumes_l[{organ!r}] = {v!r} L is not valid; give a measured volume in "
-                    "litres between 0 and 10 (e.g. 0.3 for a kidney pair)."
+                    f"litres, above 0 and below the body weight ({self.weight_kg:g} kg ~ L) "
+                    "(e.g. 0.3 for a kidney pair; a value in mL is 1000 times too large)."
                 )
             vols[organ] = fv
         object.__setattr__(self, "organ_volumes_l", FrozenMap(vols))
@@ -157,8 +170,7 @@ class Physiology:
         GFR 100 mL/min and haematocrit 0.40 are the defaults of the PBPK lineage's sanity
         runs (research notes §1.12 and §2.1), not ICRP values.
         """
-        if sex not in _REFERENCE:
-            raise InvalidInputError(f"sex = {sex!r} is not accepted; use 'male' or 'female'.")
+        sex = _normalise_sex(sex)
         return cls(sex=sex, age_y=age_y, haematocrit=haematocrit, gfr_ml_min=gfr_ml_min,
                    **_REFERENCE[sex])
 
@@ -179,8 +191,16 @@ class Physiology:
         """A patient's physiology from demographics and labs.
 
         GFR comes from ``gfr_ml_min`` (measured, absolute mL/min) or from serum creatinine
-        with its unit (CKD-EPI 2021, de-indexed by the Mosteller BSA).
+        with its unit (CKD-EPI 2021, de-indexed by the Mosteller BSA); giving both is an
+        error. ``sex`` is 'male' or 'female' in any case.
         """
+        sex = _normalise_sex(sex)
+        if gfr_ml_min is not None and creatinine is not None:
+            raise InvalidInputError(
+                "give either gfr_ml_min (measured GFR) or creatinine (to estimate it), not both; "
+                "drop creatinine to use the measured GFR, or gfr_ml_min to use the CKD-EPI 2021 "
+                "estimate."
+            )
         if gfr_ml_min is None:
             if creatinine is None:
                 raise InvalidInputError(
@@ -255,6 +275,10 @@ class Physiology:
         return (4.3 - 0.026 * self.age_y) / (4.3 - 0.026 * 60.0)
 
     def plasma_flow_l_per_h(self, organ: str, organ_volume_l: float | None = None) -> float:
+        """Unscaled plasma flow (L/h): a fraction of the cardiac plasma output (kidney x
+        :attr:`renal_age_factor`) or a flow per volume. The shipped models scale the
+        fraction-based flows down when they would leave under 1 % of the output to the rest
+        of the body (see :func:`pbpk.psma_model`, Notes)."""
         key = "tumour" if organ.startswith("tumour") else organ
         if key == "kidney":
             return FLOW_FRACTIONS[key] * self.cardiac_plasma_output_l_per_h * self.renal_age_factor

@@ -601,6 +601,51 @@ def _check_units(model, libsbml) -> None:
             )
 
 
+def _unit_scale(model, uid: str, libsbml) -> float | None:
+    """A unit's size in the project's units (h, nmol, L): 1.0 when ``uid`` is h, nmol, L, or a
+    product of their powers (per hour, L/h, ...); None when it has another kind (metre,
+    gram, ...)."""
+    canonical = {libsbml.UNIT_KIND_SECOND: 3600.0, libsbml.UNIT_KIND_MOLE: 1e-9,
+                 libsbml.UNIT_KIND_LITRE: 1.0, libsbml.UNIT_KIND_DIMENSIONLESS: 1.0}
+    ud = model.getUnitDefinition(uid)
+    if ud is None:
+        units = [(libsbml.UnitKind_forName(uid), 1.0, 0, 1.0)]
+    else:
+        units = [(u.getKind(), u.getExponent(), u.getScale(), u.getMultiplier())
+                 for u in (ud.getUnit(i) for i in range(ud.getNumUnits()))]
+    total = 1.0
+    for kind, exponent, scale, multiplier in units:
+        if kind not in canonical:
+            return None
+        total *= (multiplier * 10.0 ** scale / canonical[kind]) ** exponent
+    return total
+
+
+def _check_element_units(model, libsbml) -> None:
+    """Units declared on compartments, species and parameters must be the project's (L,
+    nmol, h and their products, e.g. per hour or L/h): numbers are read unscaled."""
+    builtin = {"substance", "volume", "time", "area", "length"}  # model defaults, checked above
+    items = [("compartment", model.getCompartment(i), "getUnits")
+             for i in range(model.getNumCompartments())]
+    items += [("species", model.getSpecies(i), "getSubstanceUnits")
+              for i in range(model.getNumSpecies())]
+    items += [("parameter", model.getParameter(i), "getUnits")
+              for i in range(model.getNumParameters())]
+    for what, element, getter in items:
+        uid = getattr(element, getter)()
+        if not uid or (uid in builtin and model.getUnitDefinition(uid) is None):
+            continue
+        scale = _unit_scale(model, uid, libsbml)
+        if scale is None or not math.isclose(scale, 1.0, rel_tol=1e-9):
+            size = "" if scale is None else f" ({scale:.6g} times the project's unit)"
+            raise UnitError(
+                f"{what} {element.getId()!r} has units {uid!r}{size}, which are not the project's "
+                "h, nmol and L (or products of them such as per hour or L/h); pbpk reads the "
+                "numbers unscaled. Convert the value and declare the units in h, nmol and L "
+                "before importing."
+            )
+
+
 def _refuse_dynamics(model, allowed_rate_rules: set[str] = frozenset()) -> None:
     if model.getNumEvents():
         raise GraphError(
@@ -628,7 +673,8 @@ def from_sbml(text: str) -> tuple[ModelGraph, dict[str, float]]:
     SBML compartment size its volume parameter (named after the compartment, or the parameter
     an initial assignment sets it to), and every reaction a transfer (``k*S``) or flow
     (``Q*S/V``); reactions without a product go to an excreted ``sink`` pool. Numbers are taken
-    as h, nmol and L (declared model units must be these). Initial amounts do not belong to a
+    as h, nmol and L (declared units, of the model or of any compartment, species or
+    parameter, must be these or their products). Initial amounts do not belong to a
     graph: the species with the largest initial amount becomes the dose compartment and all
     initial amounts are listed in ``graph.metadata['sbml_initial_amounts_nmol']`` (JSON).
 
@@ -639,11 +685,13 @@ def from_sbml(text: str) -> tuple[ModelGraph, dict[str, float]]:
     GraphError
         A construct other than those above (events, rules, unsupported kinetic laws ...).
     UnitError
-        Declared model units other than h, nmol, L.
+        Declared units other than h, nmol, L (or their products, e.g. per hour, L/h) on the
+        model, a compartment, a species or a parameter.
     """
     doc, libsbml = _read(text)
     model = doc.getModel()
     _check_units(model, libsbml)
+    _check_element_units(model, libsbml)
     info = _pbpk_annotation(model, "model")
     if info is not None and info.get("format") == _FORMAT:
         return _from_pbpk(model, info, libsbml)

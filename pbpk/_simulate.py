@@ -44,9 +44,15 @@ class SimulationResult(eqx.Module):
     tia_mbq_h: (Rb,) time-integrated activity per body region (``body_regions``), from the
         first administration to infinity: ODE-integrated to the last output time plus the
         physical-decay tail ``A(t_end) / lambda``.
-    urine_fraction: (T,) cumulative ligand excreted in urine as a fraction of the ligand
-        administered so far (equals the decay-corrected fraction of injected activity).
-    mass_balance_residual: (T,) (ligand in all compartments - ligand administered) / administered.
+    urine_fraction: (T,) cumulative ligand (hot + cold, nmol) in the region named ``"urine"``
+        as a fraction of the ligand administered so far (by the schedule). It equals the
+        decay-corrected fraction of the injected activity when every administration has the
+        same molar activity (e.g. one injection); with cycles of different molar activity it
+        is the ligand fraction, not the activity fraction. NaN when the model has no
+        ``"urine"`` region (e.g. a :func:`~pbpk.from_sbml` model, whose excreta go to
+        ``"sink"``): use ``ligand_nmol`` of that region instead.
+    mass_balance_residual: (T,) (ligand in all compartments - ligand administered) / administered,
+        with the administered ligand taken from the schedule.
     injected_activity_mbq: (T,) activity administered up to each time (an infusion counts in
         proportion to the part already infused).
     compartment_activity_mbq: (T, C) activity per compartment, or ``None`` unless requested.
@@ -85,7 +91,14 @@ class SimulationResult(eqx.Module):
         return self.tia_mbq_h[..., self.body_regions.index(region)]
 
     def percent_injected(self, decay_corrected: bool = True) -> jax.Array:
-        """(T, R) percentage of the administered ligand (decay-corrected) or activity per region."""
+        """(T, R) percentage per region of the ligand present or of the injected activity.
+
+        ``decay_corrected=True``: ligand (hot + cold, nmol) in the region / ligand in all
+        regions (= ligand administered so far, by mass balance). This is the decay-corrected
+        percentage of injected activity when every administration has the same molar activity
+        (e.g. one injection); for cycles of different molar activity it is the ligand share.
+        ``decay_corrected=False``: activity in the region / ``injected_activity_mbq``.
+        """
         if decay_corrected:
             total = self.ligand_nmol[..., :, :].sum(-1, keepdims=True)
             return 100.0 * self.ligand_nmol / jnp.where(total > 0, total, 1.0)
@@ -121,45 +134,67 @@ class SimulationResult(eqx.Module):
 
 
 # ---------------------------------------------------------------------------- plan (static)
+def _describe(a: Administration) -> str:
+    kind = f"infusion of {a.infusion_h:g} h (ends at {a.end_h:g} h)" if a.infusion_h > 0 else "bolus"
+    return f"{a.activity_mbq:g} MBq {kind} at {a.time_h:g} h"
+
+
 def _segments(schedule: Schedule, times: np.ndarray):
-    """Static integration plan: segments, their save times and where outputs come from."""
+    """Static integration plan: segments, their save times and where outputs come from.
+
+    Every administration must be complete before the last output time: the TIA after it is
+    the physical-decay tail of the state there, which cannot include a later input. An output
+    time equal to an administration time reports the state just after it (right-continuous,
+    as ``injected_activity_mbq`` counts a bolus from its time on).
+    """
     t_end = float(times[-1])
-    adm = [a for a in schedule.administrations if a.time_h <= t_end]
-    if not adm:
-        raise InvalidInputError(
-            f"no administration happens before the last output time {t_end} h; extend times_h."
-        )
-    late = [a.time_h for a in schedule.administrations if a.time_h > t_end]
+    late = [a for a in schedule.administrations if a.time_h >= t_end or a.end_h > t_end]
     if late:
+        need = max(a.end_h for a in late)
+        listed = "; ".join(_describe(a) for a in late)
         raise InvalidInputError(
-            f"{len(late)} administration(s) (at {', '.join(f'{t:g}' for t in late)} h) come after the last "
-            f"output time {t_end:g} h, so the TIA would leave them out; add an output time after the "
-            "last administration (e.g. 2000 h after it) or drop them from the schedule."
+            f"{len(late)} administration(s) ({listed}) are not complete before the last output "
+            f"time {t_end:g} h; the TIA after the last output time is the physical decay of the "
+            "state there and cannot include them: extend times_h past "
+            f"{need:g} h (e.g. to {need + 2000.0:g} h) or drop them from the schedule."
         )
-    points = sorted({p for p in schedule.breakpoints_h if p <= t_end} | {t_end})
+    points = sorted(set(schedule.breakpoints_h) | {t_end})
     t_start = points[0]
     segs = []
     for a, b in zip(points, points[1:]):
         inside = times[(times > a) & (times <= b)]
         save = tuple(sorted(set(inside.tolist()) | {b}))
         segs.append((a, b, save))
-    if not segs:  # every output time equals the first administration time
-        segs.append((t_start, t_start, (t_start,)))
-    # output map: (segment, index into save) or (-1, -1) for before the first dose,
-    # (k, -2) for exactly at the start of segment k (after its bolus)
+    # output map: (segment, index into save), (-1, -1) before the first administration, or
+    # (k, -2) exactly at the start of segment k (after its bolus: right-continuous)
+    starts = {a: k for k, (a, _, _) in enumerate(segs)}
     out = []
     for t in times.tolist():
         if t < t_start:
             out.append((-1, -1))
-            continue
-        if t == t_start:
-            out.append((0, -2))
-            continue
-        for k, (a, b, save) in enumerate(segs):
-            if a < t <= b:
-                out.append((k, save.index(t)))
-                break
+        elif t in starts:
+            out.append((starts[t], -2))
+        else:
+            for k, (a, b, save) in enumerate(segs):
+                if a < t <= b:
+                    out.append((k, save.index(t)))
+                    break
     return tuple(segs), tuple(out)
+
+
+def _administered_nmol(model: PBPKModel, schedule: Schedule, times: np.ndarray) -> np.ndarray:
+    """Ligand (hot + cold, nmol) administered up to each time, from the schedule itself: a
+    bolus counts from its time on, an infusion in proportion to the part already infused."""
+    acf = model.carrier_free_mbq_per_nmol
+    ma = model.default_molar_activity_mbq_per_nmol
+    out = np.zeros(len(times))
+    for a in schedule.administrations:
+        total = sum(a.amounts_nmol(acf, ma))
+        if a.infusion_h > 0:
+            out += total * np.clip((times - a.time_h) / a.infusion_h, 0.0, 1.0)
+        else:
+            out += total * (times >= a.time_h)
+    return out
 
 
 def _dose_inputs(model: PBPKModel, schedule: Schedule, segs):
@@ -301,27 +336,15 @@ def _solve_rodas_batched(cg: CompiledGraph, y0, args, t0, t_save, opts):
 
 
 def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs, out_map, bolus,
-              infusion, injected_mbq, times, subcompartments) -> SimulationResult:
-    """Outputs of one patient from the segment states."""
+              infusion, injected_mbq, times, subcompartments, expected_nmol) -> SimulationResult:
+    """Outputs of one patient from the segment states; ``expected_nmol`` (T,) is the ligand
+    administered up to each time according to the schedule (:func:`_administered_nmol`),
+    independent of the segment plan, so a dose the plan dropped would show in the residual."""
     nc = cg.n_compartments
     n = cg.n_states
-    delivered = jnp.zeros(())
-    at_start = []  # ligand administered by each segment start, and the infusion rate after it
-    for k, (a, b, _) in enumerate(segs):
-        delivered = delivered + bolus[k, 0] + bolus[k, 1]
-        at_start.append((delivered, infusion[k, 1], a))
-        delivered = delivered + infusion[k, 1] * (b - a)
-    rows, expected = [], []
-    for t, (k, i) in zip(times.tolist(), out_map):
-        if k == -1:
-            rows.append(jnp.zeros(n))
-            expected.append(jnp.zeros(()))
-            continue
-        rows.append(starts[k] if i == -2 else seg_ys[k][i])
-        d0, rate, a = at_start[k]
-        expected.append(d0 + rate * (t - a))
+    rows = [jnp.zeros(n) if k == -1 else (starts[k] if i == -2 else seg_ys[k][i]) for k, i in out_map]
     Y = jnp.stack(rows)
-    expected = jnp.stack(expected)
+    expected = jnp.asarray(expected_nmol)
     hot = Y[:, :nc]
     cold = Y[:, nc : 2 * nc]
     R = jnp.asarray(cg.region_matrix)
@@ -331,7 +354,7 @@ def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs
     safe = jnp.where(expected > 0, expected, 1.0)
     residual = jnp.where(expected > 0, (total - expected) / safe, total)
     urine = [i for i, r in enumerate(cg.all_regions) if r == "urine"]
-    urine_fraction = (ligand[:, urine[0]] / safe) if urine else jnp.zeros_like(total)
+    urine_fraction = (ligand[:, urine[0]] / safe) if urine else jnp.full_like(total, jnp.nan)
     # TIA: integral states at the last time + physical-decay tail of the hot amount there
     y_end = Y[-1] if out_map[-1][0] != -1 else jnp.zeros(n)
     tia_states = y_end[2 * nc : 2 * nc + len(cg.body_regions)]
@@ -378,15 +401,16 @@ def _jitted(graph, nuclide, segs, out_map, continues, injected_key, times_key, s
     opts = dict(opts_key)
     i_lam = cg.param_names.index(DECAY_PARAMETER)
 
-    def assemble(lam, starts, seg_ys, status, n_steps, bolus, infusion):
+    def assemble(lam, starts, seg_ys, status, n_steps, bolus, infusion, expected):
         return _assemble(cg, acf, lam, starts, seg_ys, status, n_steps, segs, out_map, bolus,
-                         infusion, injected, times, subcompartments)
+                         infusion, injected, times, subcompartments, expected)
 
-    def run(p, bolus, infusion):
+    def run(p, bolus, infusion, expected):
         out = _integrate(cg, p, segs, bolus, infusion, continues, opts, batched, analytic)
         if batched:
-            return jax.vmap(assemble, in_axes=(0, 0, 0, 0, 0, None, None))(p[:, i_lam], *out, bolus, infusion)
-        return assemble(p[i_lam], *out, bolus, infusion)
+            return jax.vmap(assemble, in_axes=(0, 0, 0, 0, 0, None, None, None))(
+                p[:, i_lam], *out, bolus, infusion, expected)
+        return assemble(p[i_lam], *out, bolus, infusion, expected)
 
     return jax.jit(run)
 
@@ -418,7 +442,8 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     analytic = len(schedule.administrations) == 1 and schedule.administrations[0].infusion_h == 0
     fn = _jitted(model.graph, model.nuclide, segs, out_map, continues, tuple(injected),
                  tuple(times.tolist()), bool(subcompartments), opts, batched, analytic)
-    return fn, merged, cg, jnp.asarray(bolus), jnp.asarray(infusion)
+    expected = jnp.asarray(_administered_nmol(model, schedule, times))
+    return fn, merged, cg, jnp.asarray(bolus), jnp.asarray(infusion), expected
 
 
 def _differs(value, reference: float) -> bool:
@@ -508,7 +533,10 @@ def simulate(
         Administrations (:class:`~pbpk.Schedule` or one :class:`~pbpk.Administration`).
     times_h:
         Strictly increasing output times in hours after the first administration. The last
-        one is where ODE integration of TIA stops and the analytic decay tail begins.
+        one is where ODE integration of TIA stops and the analytic decay tail begins, so every
+        administration must be complete before it (a bolus strictly before it, an infusion
+        ended by it); otherwise :class:`~pbpk.InvalidInputError`. An output time equal to a
+        bolus time reports the state just after the bolus (as ``injected_activity_mbq``).
     params:
         Overrides of the model's default parameters (floats or JAX arrays: traced values are
         fine, so the function can be ``jit``-ed, ``vmap``-ed and differentiated).
@@ -526,10 +554,10 @@ def simulate(
         Raise :class:`~pbpk.SolverError` when a concrete (not traced) solve fails. Under
         ``vmap``/``jit`` inspect ``result.status`` instead.
     """
-    fn, merged, cg, bolus, infusion = _prepare(model, schedule, times_h, params, solver, rtol, atol,
-                                               max_steps, mode, subcompartments)
+    fn, merged, cg, bolus, infusion, expected = _prepare(
+        model, schedule, times_h, params, solver, rtol, atol, max_steps, mode, subcompartments)
     p = cg.pack(merged)
-    result = fn(p, bolus, infusion)
+    result = fn(p, bolus, infusion, expected)
     if check and not isinstance(result.status, jax.core.Tracer):
         code = int(result.status)
         if code != 0:
@@ -585,14 +613,14 @@ def simulate_cohort(
             "every cohort parameter needs a 1-D array with the same leading (patient) length."
         )
     n = sizes.pop()
-    fn, merged, cg, bolus, infusion = _prepare(
+    fn, merged, cg, bolus, infusion, expected = _prepare(
         model, schedule, times_h, {k: v[0] for k, v in batch.items()}, solver, rtol, atol,
         max_steps, "forward", subcompartments, batched=(solver == "rodas"))
     for k, v in batch.items():  # validate every patient's values, not just the first
         check_parameter_values(cg, {**merged, k: v})
     if solver != "rodas":
         single = fn
-        fn = jax.jit(jax.vmap(single, in_axes=(0, None, None)))
+        fn = jax.jit(jax.vmap(single, in_axes=(0, None, None, None)))
     base = np.array([merged[k] for k in cg.param_names], dtype=float)
     cols = {cg.param_names.index(k): v for k, v in batch.items()}
     size = min(chunk_size, n)
@@ -608,7 +636,7 @@ def simulate_cohort(
         for j, v in cols.items():
             p[:m, j] = v[s : s + m]
             p[m:, j] = v[s + m - 1]  # pad the last chunk to reuse the compiled shape
-        out = fn(jnp.asarray(p), bolus, infusion)
+        out = fn(jnp.asarray(p), bolus, infusion, expected)
         parts.append(jax.tree_util.tree_map(lambda x: x[:m], out))
     out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
     return eqx.tree_at(lambda r: r.times_h, out, out.times_h[0])

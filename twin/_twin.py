@@ -178,8 +178,10 @@ def _dose_operator(model: pbpk.PBPKModel, body_regions: Sequence[str], sex: str)
     from twin import dose
 
     body_regions = tuple(body_regions)
-    tumours = {r: float(model.organ_volumes_l[r]) for r in body_regions
-               if r.startswith("tumour") and model.organ_volumes_l.get(r, 0.0) > 0}  # 1 kg/L
+    # tumour volumes are physical volumes (mass at the sphere model's 1.04 kg/L); the models'
+    # organ volumes are ICRP-89 reference masses at 1 kg/L
+    tumours = {r: dose.tumour_mass_kg(model.organ_volumes_l[r]) for r in body_regions
+               if r.startswith("tumour") and model.organ_volumes_l.get(r, 0.0) > 0}
     masses = {MIRD_REGIONS[r]: float(model.organ_volumes_l[r])
               for r in ("kidney", "liver", "spleen", "salivary") if model.organ_volumes_l.get(r, 0) > 0}
     phantom = "female" if sex == "female" else "male"
@@ -921,7 +923,9 @@ def _superpose(starts, grid, acts, times, model) -> np.ndarray:
 
 # ============================================================================ joint calibration
 def _combine(obs_sets: Sequence[Observations]) -> Observations:
-    """One Observations of several agents (agent None), in order."""
+    """One Observations of several agents (agent None), in order. Each set keeps its own data
+    set index: a scan of one agent/schedule is no duplicate of a scan of another at the same
+    hour (each set's times are on its own schedule's clock)."""
     def cat(name):
         return np.concatenate([getattr(o, name) for o in obs_sets])
 
@@ -929,7 +933,8 @@ def _combine(obs_sets: Sequence[Observations]) -> Observations:
         return Observations(region=sum((o.region for o in obs_sets), ()), time_h=cat("time_h"),
                             value=cat("value"), unit=sum((o.unit for o in obs_sets), ()), cv=cat("cv"),
                             floor=cat("floor"), recovery_coefficient=cat("recovery_coefficient"),
-                            rc_cv=cat("rc_cv"), agent=None, source=sum((o.source for o in obs_sets), ()))
+                            rc_cv=cat("rc_cv"), agent=None, source=sum((o.source for o in obs_sets), ()),
+                            dataset=sum(((k,) * len(o) for k, o in enumerate(obs_sets)), ()))
     except pbpk.InvalidInputError as exc:
         raise TwinInputError(f"the post-therapy observations clash with earlier ones: {exc}") from None
 

@@ -122,11 +122,11 @@ def test_theranostic_prediction(model, prior, patients, laplace_fits):
     for (truth, _), post in zip(patients, laplace_fits):
         pred = post.predict(sched, times, model=therapy, n_draws=100)
         tq = pred.tia_quantiles()
-        assert (tq["q0.05"] <= tq["q0.5"]).all() and (tq["q0.5"] <= tq["q0.95"]).all()
+        assert (tq["q5"] <= tq["q50"]).all() and (tq["q50"] <= tq["q95"]).all()
         aq = pred.activity_quantiles()
         assert set(aq["time_h"]) == set(times) and pred.n_failed == 0
         true_tia = float(pbpk.simulate(therapy, sched, times, truth).tia("kidney"))
-        inside += tq.loc["kidney", "q0.05"] <= true_tia <= tq.loc["kidney", "q0.95"]
+        inside += tq.loc["kidney", "q5"] <= true_tia <= tq.loc["kidney", "q95"]
     assert inside >= 2
 
 
@@ -166,7 +166,7 @@ def test_laplace_recovery_20_patients(model, prior):
         tq = post.predict(sched, [1.0, 24.0, 168.0], model=therapy, n_draws=100).tia_quantiles()
         true_tia = pbpk.simulate(therapy, sched, [1.0, 24.0, 168.0], truth)
         for region, errs in errors.items():
-            errs.append(tq.loc[region, "q0.5"] / float(true_tia.tia(region)) - 1.0)
+            errs.append(tq.loc[region, "q50"] / float(true_tia.tia(region)) - 1.0)
     print(f"Laplace coverage of 90 % intervals: {inside}/{total} = {inside / total:.2f}")
     for region, e in errors.items():
         e = np.asarray(e)

@@ -32,10 +32,12 @@ def _per_patient(tia: dict, vol: dict, nuclide: str) -> dict:
                           targets=["kidneys", "liver", "spleen", "salivary_glands", "red_marrow"])
     out = dict(res.dose_gy)
     out["lacrimal_glands"] = dose.local_deposition_dose_gy(tia["lacrimal"], vol["lacrimal"], nuclide)
-    m = vol["tumour1"] + vol["tumour_rest"]
-    d1 = dose.sphere_dose_gy(tia["tumour1"], vol["tumour1"], nuclide)
-    d2 = dose.sphere_dose_gy(tia["tumour_rest"], vol["tumour_rest"], nuclide)
-    out["tumour"] = (d1 * vol["tumour1"] + d2 * vol["tumour_rest"]) / m  # mass-weighted mean
+    # tumour volumes are physical: mass at the sphere model's soft-tissue density, 1.04 g/cm3
+    # (research notes dosimetry_reference.md §1.1)
+    m1, m2 = 1.04 * vol["tumour1"], 1.04 * vol["tumour_rest"]
+    d1 = dose.sphere_dose_gy(tia["tumour1"], m1, nuclide)
+    d2 = dose.sphere_dose_gy(tia["tumour_rest"], m2, nuclide)
+    out["tumour"] = (d1 * m1 + d2 * m2) / (m1 + m2)  # mass-weighted mean
     return out
 
 

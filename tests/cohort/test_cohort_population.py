@@ -140,3 +140,35 @@ def test_women_in_a_mixed_population_get_female_height_and_weight():
     assert abs(df["height_cm"][f].mean() - 163.0) < 4 * 7.0 / math.sqrt(n_f)
     assert abs(df["height_cm"][~f].mean() - 176.0) < 4 * 7.0 / math.sqrt(n_m)
     assert abs(df["weight_kg"][f].mean() - 70.0) < 4 * 14.0 / math.sqrt(n_f)
+
+
+@pytest.mark.parametrize("agent", ["PSMA-617", "DOTATATE"])
+def test_young_patients_and_large_tumours_follow_the_pbpk_flow_budget(agent):
+    """Patients whose organ flows pbpk rescales (under about 42-50 y, large tumours: less than
+    1 % of the cardiac plasma output left to the rest of the body) get the same parameters from
+    the cohort's vectorised map as from pbpk.psma_model/sstr_model built for them."""
+    pop = Population(agent=agent, female_fraction=0.0,
+                     covariates={"age_y": Uniform(20.0, 40.0),
+                                 "tumour_volume_l": LogNormalDist(0.3, 0.3, 0.1, 0.6)})
+    prep = prepare(pop)
+    d = prep.draw(key_data(5), np.arange(6))
+    assert d["valid"].all() and (d["attempts"] == 1).all()  # none redrawn
+    prior = set(pop.default_prior().names)
+    scaled = 0
+    for i in range(6):
+        phys = pbpk.Physiology.for_patient("male", weight_kg=d["weight_kg"][i], height_cm=d["height_cm"][i],
+                                           age_y=d["age_y"][i], gfr_ml_min=d["gfr_ml_min"][i],
+                                           haematocrit=d["haematocrit"][i])
+        vt = d["tumour_volume_l"][i]
+        if agent == "PSMA-617":
+            m = pbpk.psma_model(agent, physiology=phys, lesion_volumes_l=(0.2 * vt,),
+                                tumour_rest_volume_l=0.8 * vt)
+        else:
+            m = pbpk.sstr_model(agent, physiology=phys, tumour_volumes_l=(vt,))
+        scaled += "flow-budget scaling" in m.sources["Q_rest"]
+        for j, name in enumerate(prep.varying):
+            if name not in prior:
+                assert d["params"][i, j] == pytest.approx(m.parameters[name], rel=1e-9), name
+        # 1 % of the cardiac plasma output left to the rest of the body (pbpk's rule), by hand
+        assert m.parameters["Q_rest"] >= 0.01 * m.parameters["Q_lungs"] * (1 - 1e-12)
+    assert scaled == 6  # every patient of this population is in the rescaled regime

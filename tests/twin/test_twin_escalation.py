@@ -46,7 +46,8 @@ def _independent_kidney_bed_and_marrow(tw, activity_mbq, ligand_nmol, n_cycles):
             src[mird.get(r, "remainder_of_body")] = src.get(mird.get(r, "remainder_of_body"), 0.0) + v
         d = dose.organ_dose({**src, **tum}, nuclide="Lu-177",
                             organ_masses_kg={mird[o]: vols[o] for o in ("kidney", "liver", "spleen", "salivary")},
-                            tumour_masses_kg={t: vols[t] for t in tum}, targets=["kidneys", "red_marrow"]).dose_gy
+                            tumour_masses_kg={t: 1.04 * vols[t] for t in tum},  # 1.04 g/cm3 spheres
+                            targets=["kidneys", "red_marrow"]).dose_gy
         lam = max(math.log(act_k[i, 0] / act_k[i, 1]) / 144.0, pbpk.get_nuclide("Lu-177").decay_constant_per_h)
         per_cycle = float(dose.bed_monoexponential(d["kidneys"], math.log(2) / lam, tissue="kidneys"))
         kid.append(n_cycles * per_cycle)

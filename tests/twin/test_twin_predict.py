@@ -52,7 +52,7 @@ def test_dose_operator_matches_organ_dose(twin):
             sources[key] = sources.get(key, 0.0) + v
     res = dose.organ_dose({**sources, **tumours}, nuclide="Lu-177", phantom="male",
                           organ_masses_kg={mird[o]: vols[o] for o in ("kidney", "liver", "spleen", "salivary")},
-                          tumour_masses_kg={t: vols[t] for t in tumours})
+                          tumour_masses_kg={t: 1.04 * vols[t] for t in tumours})  # spheres of 1.04 g/cm3
     for region, target in (("kidney", "kidneys"), ("red_marrow", "red_marrow"), ("tumour1", "tumour1")):
         np.testing.assert_allclose(pred.draws("dose_gy", region)[0], res.dose_gy[target], rtol=1e-10)
     lac = dose.local_deposition_dose_gy(tia["lacrimal"], vols["lacrimal"], "Lu-177")
@@ -172,3 +172,14 @@ def test_update_with_post_therapy_spect_narrows_the_kidney_prediction(twin, true
     assert width(after) < 0.5 * width(before)
     lo, hi = np.quantile(after, [0.025, 0.975])
     assert lo <= float(truth.tia("kidney")) <= hi
+
+
+def test_lesion_dose_uses_the_sphere_models_density(twin):
+    """Lesion volumes are physical volumes: D = TIA x E_np / (V x 1.04 kg/L), with 177Lu's
+    non-penetrating energy 0.1479 MeV per decay (ICRP-107, research notes §1.1) and
+    1 MBq h = 3.6e9 decays; before, the mass was V x 1 kg/L and the dose 4 % high."""
+    pred = twin.predict(activity_gbq=7.4, n_draws=8)
+    tia = pred.tia_mbq_h[0, pred.body_regions.index("tumour1")]
+    v_l = twin.therapy_model.organ_volumes_l["tumour1"]
+    hand = tia * 3.6e9 * 0.1479 * 1.602176634e-13 / (v_l * 1.04)
+    np.testing.assert_allclose(pred.draws("dose_gy", "tumour1")[0], hand, rtol=2e-3)

@@ -5,9 +5,10 @@ every patient with :func:`pbpk.simulate_cohort` on a fixed output grid. From it 
 patient and endpoint organ:
 
 * the absorbed dose per cycle: ICRP-89 177Lu S-values (other nuclides: local deposition of the
-  non-penetrating energy) with the self-dose mass-scaled to the patient's organ volume (1 kg/L;
-  not for red marrow), other body regions as remainder of body, the lacrimal glands by local
-  deposition and the tumours by the sphere model (mass-weighted mean over tumour compartments),
+  non-penetrating energy) with the self-dose mass-scaled to the patient's organ volume (1 kg/L,
+  the models' volumes being ICRP-89 masses; not for red marrow), other body regions as remainder
+  of body, the lacrimal glands by local deposition and the tumours by the sphere model
+  (mass-weighted mean over tumour compartments, mass = volume x 1.04 kg/L),
   exactly as :func:`twin.dose.organ_dose` computes them (the coefficients are taken from it);
 * the Lea-Catcheside G-factor of the cycle from the organ's own time-activity curve
   (:func:`twin.dose.g_factor_numerical` on the curve refined by log-linear interpolation), so that
@@ -243,13 +244,16 @@ def chunk_kinetics(prep: PreparedPopulation, key: np.ndarray, ids: np.ndarray, *
 
 
 def _doses(coef: DoseCoefficients, tia: np.ndarray, volumes: dict, body) -> np.ndarray:
+    from twin.dose import TISSUE_DENSITY_G_CM3
+
     d = tia @ coef.matrix.T
     for k, o in enumerate(coef.organs):
         j = coef.self_region[k]
         if j >= 0 and coef.mass_scaled[k]:
             d[:, k] += tia[:, j] * coef.matrix[k, j] * (coef.reference_mass_kg[k] / volumes[coef.volume_name[k]] - 1.0)
         elif o == "tumour":
-            mass = sum(volumes[body[t]] for t in coef.tumour_regions)
+            # tumour volumes are physical volumes: mass at the sphere model's 1.04 kg/L
+            mass = TISSUE_DENSITY_G_CM3["soft"] * sum(volumes[body[t]] for t in coef.tumour_regions)
             d[:, k] = tia[:, list(coef.tumour_regions)].sum(axis=1) * coef.tumour_k / mass
         elif o == "lacrimal_glands":
             d[:, k] = tia[:, body.index("lacrimal")] * coef.lacrimal_k / volumes["lacrimal"]

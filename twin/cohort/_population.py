@@ -26,12 +26,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import pbpk
+from pbpk._models import MIN_REST_FLOW_FRACTION
+from pbpk._physiology import FLOW_FRACTIONS
 from twin.cohort._errors import CohortConfigError, CohortError
 
 __all__ = [
@@ -379,6 +381,40 @@ class PreparedPopulation:
     prior_index: tuple[int, ...]
     prior_log_scale: tuple[float, ...]
     prior_log_ratio: tuple[float, ...]
+    #: pbpk's plasma-flow budget (pbpk._models._flow_budget): indices into ``varying`` of the
+    #: flows set as fractions of the cardiac plasma output and of those set per volume, the
+    #: sum of the per-volume flows that do not vary, and the indices of Q_rest and Q_lungs
+    #: (the cardiac plasma output); empty when the model has no such flows
+    budget_fraction_index: tuple[int, ...] = ()
+    budget_volume_index: tuple[int, ...] = ()
+    budget_volume_fixed_l_per_h: float = 0.0
+    budget_rest_index: int = -1
+    budget_output_index: int = -1
+
+    def _flow_budget(self, params: np.ndarray) -> np.ndarray:
+        """Apply pbpk's flow-budget rule to covariate-map parameters (in place); returns where a
+        valid flow set exists. Where less than MIN_REST_FLOW_FRACTION of the cardiac plasma
+        output would be left to the rest of the body, the fraction-based flows are scaled by one
+        factor so that exactly that share is left, as pbpk.psma_model/sstr_model do."""
+        ok = np.ones(params.shape[:-1], bool)
+        if self.budget_rest_index < 0:
+            return ok
+        frac, vol = list(self.budget_fraction_index), list(self.budget_volume_index)
+        f_out = params[..., self.budget_output_index]
+        floor = MIN_REST_FLOW_FRACTION * f_out
+        rest = params[..., self.budget_rest_index]
+        q_frac = params[..., frac].sum(axis=-1)
+        q_vol = params[..., vol].sum(axis=-1) + self.budget_volume_fixed_l_per_h
+        low = rest < floor
+        if not low.any():
+            return ok
+        available = f_out - floor - q_vol
+        ok = ~low | (available > 0.05 * q_frac)  # pbpk refuses the rest
+        scale = np.where(low & ok, available / np.where(q_frac > 0, q_frac, 1.0), 1.0)
+        params[..., frac] *= scale[..., None]
+        params[..., self.budget_rest_index] = np.where(
+            low, f_out - params[..., frac].sum(axis=-1) - q_vol, rest)
+        return ok
 
     def draw(self, key: np.ndarray, ids: np.ndarray) -> dict:
         """Covariates, parameters (n, len(varying)) and organ volumes of patients ``ids``.
@@ -397,10 +433,11 @@ class PreparedPopulation:
         out = np.where(female[..., None], phi @ self.maps[1].T, phi @ self.maps[0].T)
         npar = len(self.varying)
         params = out[..., :npar].copy()
+        budget_ok = self._flow_budget(params)  # on the covariate prediction, before the prior
         if self.prior_index:
             params[..., list(self.prior_index)] *= np.exp(
                 np.asarray(self.prior_log_ratio) + np.asarray(self.prior_log_scale) * raw["z"])
-        ok = np.all(params > 0, axis=-1) & np.all(out[..., npar:] > 0, axis=-1)
+        ok = budget_ok & np.all(params > 0, axis=-1) & np.all(out[..., npar:] > 0, axis=-1)
         first = np.argmax(ok, axis=0)
         valid = ok.any(axis=0)
         cols = np.arange(ids.size)
@@ -472,6 +509,28 @@ def _draw_fn(population: Population, n_prior: int):
     return call
 
 
+def _budget_indices(ref: pbpk.PBPKModel, varying: Sequence[str]) -> dict:
+    """Where pbpk's flow-budget rule reads its flows (see PreparedPopulation._flow_budget):
+    organ flows ``Q_<organ>`` of the model's organs (lungs and rest aside) are fractions of the
+    cardiac plasma output when the organ is in ``FLOW_FRACTIONS``, else per volume."""
+    names = [o for o in ref.organ_volumes_l if o not in ("lungs", "rest") and f"Q_{o}" in ref.parameters]
+    if "Q_rest" not in varying or "Q_lungs" not in varying or not names:
+        return {}
+    frac, vol, fixed = [], [], 0.0
+    for o in names:
+        key = "tumour" if o.startswith("tumour") else o
+        q = f"Q_{o}"
+        if q in varying:
+            (frac if key in FLOW_FRACTIONS else vol).append(varying.index(q))
+        elif key in FLOW_FRACTIONS:  # pragma: no cover - every fraction-based flow scales with F
+            raise CohortError(f"{q} is a fraction of the cardiac output but does not vary.")
+        else:
+            fixed += float(ref.parameters[q])
+    return {"budget_fraction_index": tuple(frac), "budget_volume_index": tuple(vol),
+            "budget_volume_fixed_l_per_h": fixed, "budget_rest_index": varying.index("Q_rest"),
+            "budget_output_index": varying.index("Q_lungs")}
+
+
 @functools.lru_cache(maxsize=16)
 def prepare(population: Population) -> PreparedPopulation:
     """Identify and verify the linear covariate map of ``population`` (cached per population)."""
@@ -494,6 +553,8 @@ def prepare(population: Population) -> PreparedPopulation:
                                  sex, {k: cand[k][i] for k in _ORDER})
             except pbpk.InvalidInputError:  # e.g. no flow left for the rest of the body
                 continue
+            if "flow-budget scaling" in m.sources.get("Q_rest", ""):
+                continue  # flows rescaled (young patient, large tumour): not the linear regime
             used.append(i)
             if m.graph != ref.graph or tuple(m.parameters) != param_names:
                 raise CohortError("the model graph differs between patients of this population; "
@@ -526,9 +587,10 @@ def prepare(population: Population) -> PreparedPopulation:
     varying = tuple(param_names[j] for j in varies)
     rows = varies + list(range(npar, npar + len(vol_names)))
     prior_index = tuple(varying.index(e.name) for e in prior.entries)
+    budget = _budget_indices(ref, varying)
     log_ratio = tuple(math.log(e.median / float(ref.parameters[e.name])) for e in prior.entries)
     return PreparedPopulation(
         population=population, template=ref, varying=varying, volume_names=vol_names,
         maps=(male[rows], female[rows]), prior_index=prior_index,
         prior_log_scale=tuple(float(e.log_scale) for e in prior.entries),
-        prior_log_ratio=log_ratio)
+        prior_log_ratio=log_ratio, **budget)

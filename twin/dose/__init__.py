@@ -70,6 +70,7 @@ from twin.dose._organ import (
     reference_organ_masses_kg,
     sphere_dose_gy,
     sphere_s_value,
+    tumour_mass_kg,
 )
 from twin.dose._radiobiology import (
     TissueRadiobiology,
@@ -144,6 +145,7 @@ __all__ = [
     "region_dose_statistics",
     "sphere_dose_gy",
     "sphere_s_value",
+    "tumour_mass_kg",
     "tia_distribution",
     "tia_hanscheid",
     "tia_madsen",

@@ -285,9 +285,13 @@ def alpha_organ_dose(
 
 
 def _default_masses(volumes_l: Mapping[str, float], organ_masses_kg, known_regions=None):
-    """Organ volumes x 1 kg/L, overridden or completed by ``organ_masses_kg`` (checked: known
-    region names, positive finite masses)."""
-    masses = {k: float(v) for k, v in dict(volumes_l).items()}  # 1 kg/L, as the demo
+    """Organ volumes x 1 kg/L (the models' organ volumes are ICRP-89 masses), tumour volumes x
+    1.04 kg/L (:func:`twin.dose.tumour_mass_kg`), overridden or completed by ``organ_masses_kg``
+    (checked: known region names, positive finite masses)."""
+    from twin.dose._organ import tumour_mass_kg
+
+    masses = {k: (tumour_mass_kg(v) if k.startswith("tumour") and float(v) > 0 else float(v))
+              for k, v in dict(volumes_l).items()}
     if organ_masses_kg is None:
         return masses
     given = _check_masses(organ_masses_kg)
@@ -316,7 +320,8 @@ def chain_dose(
     Each tracked nuclide deposits its own energy and that of its short-lived untracked
     followers (``result.energies_mev``) in the region where it decays. ``in_situ=True`` gives
     the comparison in which every daughter decays where the parent decayed. Masses default to
-    the model's organ and tumour volumes x 1 kg/L; ``organ_masses_kg`` overrides or adds.
+    the model's organ volumes x 1 kg/L and tumour volumes x 1.04 kg/L; ``organ_masses_kg``
+    overrides or adds.
     """
     for attr in ("tia_mbq_h", "in_situ_tia", "energies_mev", "organ_volumes_l"):
         if not hasattr(result, attr):

@@ -58,6 +58,7 @@ from twin.dose._errors import UnknownOrganError
 from twin.dose._kernels import DECAYS_PER_MBQ_H, MEV_TO_J, TISSUE_DENSITY_G_CM3
 
 __all__ = [
+    "tumour_mass_kg",
     "NOT_MASS_SCALED",
     "PHANTOMS",
     "REMAINDER_SOURCE",
@@ -370,6 +371,16 @@ def _check_tia(value, name: str) -> None:
             f"{name} must be finite and non-negative (MBq·h), got {value!r}; time-integrated "
             "activity cannot be negative"
         )
+
+
+def tumour_mass_kg(volume_l: float) -> float:
+    """Mass of a tumour from its segmented volume: ``V x 1.04 kg/L``, the soft-tissue density
+    of the sphere model and the voxel kernels (:data:`TISSUE_DENSITY_G_CM3` ``["soft"]``).
+
+    Organ volumes of the pbpk models are ICRP-89 reference masses at 1 kg/L, so an organ's mass
+    is its model volume; tumour volumes have no reference mass and are physical volumes."""
+    _check_positive(volume_l, "tumour volume_l")
+    return float(volume_l) * TISSUE_DENSITY_G_CM3["soft"]
 
 
 def sphere_s_value(
