@@ -584,6 +584,13 @@ class Twin:
         if unknown:
             raise TwinInputError(f"observed region(s) {', '.join(unknown)} are not in the model; regions: "
                                  f"{', '.join(self.therapy_model.regions)}.")
+        t0 = min(a.time_h for a in schedule.administrations)
+        early = [f"{r} at {t:g} h" for r, t in zip(observations.region, observations.time_h.tolist()) if t <= t0]
+        if early:
+            raise TwinInputError(
+                f"post-therapy observation(s) {', '.join(early)} are at or before the therapy's first "
+                f"administration ({t0:g} h on the schedule's clock): nothing is injected yet. Give "
+                "scan times after the injection (hours since the schedule's 0 h).")
         data = (*self.data, (self.therapy_model, schedule, observations))
         all_obs = _combine([d[2] for d in data])
         fn = _joint_model(data)

@@ -143,3 +143,17 @@ def test_cli_plan_refuses_the_patient_folder_before_any_work(tmp_path, capsys):
     assert code == 1
     assert "not a twin report" in capsys.readouterr().err
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+def test_update_refuses_a_scan_at_or_before_the_therapy_injection(twin):
+    """A SPECT at 0 h (or before a schedule starting at 24 h) has a predicted activity of 0,
+    which has no log-normal likelihood: refused by name, not a silent prior or a gradient error."""
+    from calibration import Observations
+
+    for sched, t in ((pbpk.Schedule.single(7400.0), 0.0),
+                     (pbpk.Schedule((pbpk.Administration(activity_mbq=7400.0, time_h=24.0),)), 20.0)):
+        obs = Observations.from_records([{"region": "kidney", "time_h": t, "value": 50.0, "unit": "MBq"},
+                                         {"region": "kidney", "time_h": 48.0, "value": 60.0, "unit": "MBq"}],
+                                        agent=twin.therapy_model.ligand)
+        with pytest.raises(TwinInputError, match=rf"kidney at {t:g} h .*before the therapy"):
+            twin.update(obs, sched)
