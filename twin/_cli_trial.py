@@ -54,7 +54,8 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (same settings required; twin cohort "
                         "takes the settings not given from the run)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", "--quiet", "-q", dest="no_progress", action="store_true",
+                   help="no progress bar (--quiet, as the other commands)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

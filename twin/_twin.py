@@ -116,6 +116,9 @@ def therapy_schedule(activity_gbq: float | Sequence[float], n_cycles: int = 1, *
     if acts.size not in (1, n_cycles) or not np.all(np.isfinite(acts)) or np.any(acts <= 0):
         raise TwinInputError(f"activity_gbq = {activity_gbq!r}: give one positive activity (GBq) or one "
                              f"per cycle ({n_cycles}).")
+    if np.any(acts > 1000.0):
+        raise TwinInputError(f"activity_gbq = {activity_gbq!r} GBq per cycle is implausible (177Lu "
+                             "therapy: about 7.4 GBq); did you give MBq? Divide by 1000.")
     if not (math.isfinite(interval_weeks) and interval_weeks > 0):
         raise TwinInputError(f"interval_weeks = {interval_weeks!r} must be > 0.")
     if ligand_nmol is not None and molar_activity_mbq_per_nmol is not None:
@@ -319,15 +322,18 @@ class TherapyPrediction:
         return pd.DataFrame(data)
 
     def limit_table(self, limits=None, probability: float = 0.95):
-        """Each organ-at-risk limit (``twin.dose.oar_limits`` or your table): the value at the
-        ``probability`` quantile (:func:`limit_quantile`, so ``q <= limit`` exactly when
+        """Each organ-at-risk limit (``twin.dose.oar_limits``, those of organs with a dose in
+        this prediction, or your table): the value at the ``probability`` quantile (:func:`limit_quantile`, so ``q <= limit`` exactly when
         ``satisfied``), the probability that the limit holds and whether that is at least
         ``probability``."""
         import pandas as pd
 
         probability = _check_probability(probability)
         rows = []
-        for rec in _limits(limits):
+        recs = _limits(limits)
+        if limits is None:  # the shipped table also lists organs a model may lack (SSTR: salivary)
+            recs = [r for r in recs if r["region"] in self.dose_regions]
+        for rec in recs:
             arr = self.draws("bed_gy" if rec["quantity"] == "bed" else "dose_gy", rec["region"])
             rows.append({"organ": rec["organ"], "region": rec["region"], "quantity": rec["quantity"],
                          "limit_gy": rec["limit_gy"], f"q{100 * probability:g}_gy": limit_quantile(arr, probability),
@@ -346,6 +352,39 @@ class TherapyPrediction:
         n_draws = _check_n_draws(n_draws, 2)
         quantiles = self.quantiles if quantiles is None else _check_quantiles(quantiles)
         return self.twin._voxel_dose(self, n_draws=n_draws, quantiles=quantiles, key=key)
+
+
+#: Whole-body uptake (every labelled voxel, % of the injected activity) above which the PET
+#: cannot be activity at scan time against that injection: refused above the second value.
+_WHOLE_BODY_PCT_WARN, _WHOLE_BODY_PCT_REFUSE = 110.0, 150.0
+
+
+def _check_uptake_plausible(tables) -> None:
+    """Refuse (or warn about) PET frames whose labelled voxels hold more than the injected
+    activity, and name the usual causes; warn about structures no model region takes."""
+    causes = ("the image is decay-corrected to the injection time (load_patient(decay_corrected=True), "
+              "twin plan --decay-corrected), the injected activity is not in MBq (GBq or Bq typed as "
+              "MBq), the scan time is not in hours after injection (minutes typed as hours), or the "
+              "image unit is wrong")
+    for hours, table in tables:
+        if "whole_body" not in table.index:
+            continue
+        pct = float(table.loc["whole_body", "percent_ia"])
+        where = f"the PET at {hours:g} h holds {pct:.4g} % of the injected activity in its labelled voxels"
+        if not math.isfinite(pct) or pct > _WHOLE_BODY_PCT_REFUSE:
+            raise TwinInputError(f"{where}, more than was injected. Check whether {causes}.")
+        if pct > _WHOLE_BODY_PCT_WARN:
+            warnings.warn(f"{where} (over {_WHOLE_BODY_PCT_WARN:g} %). Check whether {causes}.",
+                          UserWarning, stacklevel=3)
+    table = tables[0][1]
+    unknown = [str(s) for s, r in zip(table.index, table["region"]) if s != "whole_body" and not isinstance(r, str)]
+    if unknown:
+        from twin.patient import STRUCTURE_REGIONS
+
+        warnings.warn(
+            f"mask structure(s) {', '.join(unknown)} match no model region and are not used "
+            f"(their activity informs nothing). Accepted names: {', '.join(sorted(STRUCTURE_REGIONS))}, "
+            "tumour1, tumour2, ...; rename them in the label table.", UserWarning, stacklevel=3)
 
 
 def _limits(limits=None) -> list[dict]:
@@ -532,6 +571,7 @@ class Twin:
         tables = [(float(f.hours_after_injection), tp.organ_uptake(f, masks, fwhm_mm=fwhm_mm,
                                                                    injected_activity_mbq=a_inj))
                   for f in frames]
+        _check_uptake_plausible(tables)
         vol_l = tp.region_uptake(tables[0][1])["volume_ml"] / 1000.0
         lesions = sorted((r for r in vol_l.index if re.fullmatch(r"tumour\d+", str(r))),
                          key=lambda r: int(r[6:]))

@@ -85,7 +85,8 @@ def _plan(args: argparse.Namespace) -> int:
     p = patient.load_patient(pets if len(pets) > 1 else pets[0], nuclide=args.nuclide, masks=args.masks,
                              label_table=args.label_table, ct=args.ct, labs=args.labs,
                              hours_after_injection=hours if len(hours) > 1 else hours[0], unit=args.unit,
-                             injected_activity_mbq=args.injected_mbq, resample=args.resample)
+                             injected_activity_mbq=args.injected_mbq, resample=args.resample,
+                             decay_corrected=args.decay_corrected)
     steps = 4 if args.no_escalation else 5
     bar = None
     if not args.quiet:
@@ -152,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary")
+    common.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bar and no summary (warnings are still printed, one line each)")
     common.add_argument("--draws", type=_positive_int, default=400,
                         help="posterior draws simulated for the prediction (default 400; for the demo patient "
                              "the planned activity's Monte Carlo 95 %% interval is about +/-9 %% at 400 draws "
@@ -184,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="scan time after injection in hours, one per --pet")
     plan.add_argument("--nuclide", default="Ga-68", help="PET nuclide (default Ga-68)")
     plan.add_argument("--unit", default="Bq/mL", help="PET unit: Bq/mL, kBq/mL, MBq/mL or SUV (default Bq/mL)")
+    plan.add_argument("--decay-corrected", action="store_true",
+                      help="the PET values are decay-corrected to the injection time (DICOM "
+                           "DecayCorrection ADMIN); default: activity at the scan time (DICOM START)")
     plan.add_argument("--injected-mbq", type=_positive_float, required=True, help="injected PET activity, MBq")
     plan.add_argument("--masks", required=True, help="label image of organs and lesions (tumour1, tumour2, ...)")
     plan.add_argument("--label-table", required=True, help="CSV label,name for the mask labels")
@@ -235,10 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     import pbpk
 
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        # warnings reach the user as one line each, also with --quiet (they concern the result)
+        print(f"twin {args.command}: warning: {message}", file=sys.stderr)
+
     try:
         with warnings.catch_warnings():
-            if getattr(args, "quiet", False):
-                warnings.simplefilter("ignore")
+            warnings.showwarning = one_line
             return int(args.func(args) or 0)
     except _UsageError as exc:
         parser.error(str(exc))  # exits 2

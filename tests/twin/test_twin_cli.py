@@ -65,3 +65,38 @@ def test_usage_and_input_errors(phantom_dir, tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             main([cmd, "--help"])
         assert e.value.code == 0
+
+
+def test_plan_refuses_impossible_uptake_and_reads_decay_corrected_pet(phantom_dir, tmp_path, capsys):
+    """Whole-body uptake above the injected activity names the usual causes (GBq typed as MBq,
+    a decay-corrected image) instead of planning 3x the dose; --decay-corrected reads such an
+    image; a structure no region takes is named in a warning."""
+    import math
+
+    import SimpleITK as sitk
+
+    args = ["--masks", str(phantom_dir / "labels.nii.gz"), "--labs", str(phantom_dir / "labs.csv"),
+            "--cycles", "1", "--draws", "16", "--no-voxel", "--no-escalation", "--method", "map", "--quiet"]
+    pet = str(phantom_dir / "pet_1h.nii.gz")
+    table = str(phantom_dir / "label_table.csv")
+    # 0.15 MBq: GBq typed as MBq -> 1000x the injected activity in the body
+    rc = main(["plan", "--pet", pet, "--hours", "1", "--injected-mbq", "0.15", "--label-table", table,
+               *args, "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "more than was injected" in err and "GBq" in err and "Traceback" not in err
+    # the same PET decay-corrected to the injection (68Ga, T1/2 = 67.71 min, ICRP-107): x 2^(60/67.71)
+    dc = tmp_path / "pet_dc.nii.gz"
+    sitk.WriteImage(sitk.Cast(sitk.ReadImage(pet), sitk.sitkFloat32) * (2.0 ** (60.0 / 67.71)), str(dc))
+    rc = main(["plan", "--pet", str(dc), "--hours", "1", "--injected-mbq", "150", "--label-table", table,
+               *args, "--out", str(tmp_path / "b")])
+    assert rc == 1 and "decay-corrected" in capsys.readouterr().err  # 185 % of the injection
+    renamed = tmp_path / "labels_renamed.csv"
+    renamed.write_text((phantom_dir / "label_table.csv").read_text().replace("kidney_right", "kidney_r"))
+    rc = main(["plan", "--pet", str(dc), "--hours", "1", "--injected-mbq", "150", "--decay-corrected",
+               "--label-table", str(renamed), *args, "--out", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert rc == 0
+    # warnings are one line each, also with --quiet
+    assert "twin plan: warning: mask structure(s) kidney_r match no model region" in err
+    assert "Traceback" not in err and ".py:" not in err
+    assert math.isfinite(json.loads((tmp_path / "c" / "report.json").read_text())["n_draws"])

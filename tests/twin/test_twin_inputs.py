@@ -80,6 +80,7 @@ def test_escalation_with_fixed_ligand_stays_within_what_it_can_carry(twin):
     (lambda tw, p: scenario_table(tw, activities_gbq=[7.4], quantiles=(5, 95), n_draws=16), "fractions"),
     # wrong types: a typed error naming the argument, not a bare TypeError/AttributeError
     (lambda tw, p: tw.predict(activity_gbq="a"), "activity_gbq"),
+    (lambda tw, p: tw.predict(activity_gbq=7400.0), "did you give MBq"),  # MBq typed as GBq
     (lambda tw, p: tw.predict(activity_gbq=7.4, n_cycles=2, interval_weeks="x"), "interval_weeks"),
     (lambda tw, p: tw.predict(activity_gbq=7.4, n_cycles=True), "n_cycles"),
     (lambda tw, p: max_activity(tw, limits=5, n_draws=16), "limits must be"),
@@ -157,3 +158,27 @@ def test_update_refuses_a_scan_at_or_before_the_therapy_injection(twin):
                                         agent=twin.therapy_model.ligand)
         with pytest.raises(TwinInputError, match=rf"kidney at {t:g} h .*before the therapy"):
             twin.update(obs, sched)
+
+
+def test_limit_table_of_an_sstr_twin_uses_the_limits_of_its_organs():
+    """The shipped limits list the salivary glands, which the SSTR2 models do not have: the
+    default table keeps the others (it raised "no dose_gy for 'salivary'" before)."""
+    from calibration import NoiseModel, Observations, Prior, calibrate
+    from twin import Twin, dose
+
+    img = pbpk.sstr_model("Ga-DOTATATE", tumour_volumes_l=(0.01,))
+    sched = pbpk.Schedule.single(150.0)
+    truth = pbpk.simulate(img, sched, [1.0])
+    obs = Observations.from_records(
+        [{"region": r, "time_h": 1.0, "value": float(truth.activity(r)[0]), "unit": "MBq"}
+         for r in ("kidney", "liver", "spleen")], agent="Ga-DOTATATE", noise=NoiseModel(cv=0.1))
+    post = calibrate(img, sched, obs, Prior.default(img), method="laplace", num_samples=100)
+    pred = Twin.from_posterior(post, "DOTATATE").predict(activity_gbq=7.4, n_cycles=4, n_draws=32)
+    table = pred.limit_table()
+    assert "salivary" not in set(table["region"])
+    # every shipped limit of an organ the model has is kept (first row per organ and quantity)
+    shipped = dose.oar_limits().drop_duplicates(subset=["organ", "quantity"])
+    kept = {(o, q) for o, q in zip(shipped["organ"], shipped["quantity"]) if o != "salivary_glands"}
+    assert {(o, q) for o, q in zip(table["organ"], table["quantity"])} == kept
+    with pytest.raises(TwinInputError, match="salivary"):  # asked for by name: still refused
+        pred.limit_table([{"organ": "salivary_glands", "quantity": "absorbed_dose", "limit_gy": 25}])

@@ -59,8 +59,9 @@ class Patient:
         return out
 
     def lesion_volumes_l(self) -> tuple[float, ...]:
-        names = sorted((n for n in self.masks.names if re.fullmatch(r"tumour\d+", n)),
-                       key=lambda n: int(n[6:]))
+        lesions = {n: region_of(n) for n in self.masks.names}
+        names = sorted((n for n, r in lesions.items() if r and re.fullmatch(r"tumour\d+", r)),
+                       key=lambda n: int(lesions[n][6:]))
         return tuple(self.masks.volume_ml(n) / 1000.0 for n in names)
 
     def physiology(self, **kwargs) -> pbpk.Physiology:

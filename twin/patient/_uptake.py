@@ -36,14 +36,22 @@ STRUCTURE_REGIONS = {
     "lacrimal_left": "lacrimal", "lacrimal_right": "lacrimal", "lacrimal": "lacrimal",
     "red_marrow": "red_marrow", "bladder": "urine", "body": "remainder_of_body",
     "tumour_rest": "tumour_rest",
+    # common segmentation-tool names (e.g. TotalSegmentator) and plurals
+    "kidneys": "kidney", "urinary_bladder": "urine", "salivary_glands": "salivary",
+    "parotid_gland_left": "salivary", "parotid_gland_right": "salivary",
+    "submandibular_gland_left": "salivary", "submandibular_gland_right": "salivary",
+    "lacrimal_glands": "lacrimal", "lacrimal_gland_left": "lacrimal", "lacrimal_gland_right": "lacrimal",
 }
 
 
 def region_of(structure: str) -> str | None:
-    """pbpk region of a structure name (``None`` if it has none)."""
-    if re.fullmatch(r"tumour\d+", structure):
-        return structure
-    return STRUCTURE_REGIONS.get(structure)
+    """pbpk region of a structure name (``None`` if it has none). Case, spaces and hyphens do
+    not matter (``"Kidney Left"`` is ``kidney_left``); ``tumor1`` is ``tumour1``."""
+    key = re.sub(r"[\s\-]+", "_", str(structure).strip().lower())
+    m = re.fullmatch(r"tumou?r(\d+)", key)
+    if m:
+        return f"tumour{m.group(1)}"
+    return STRUCTURE_REGIONS.get(key)
 
 
 def recovery_coefficient(volume_ml, fwhm_mm: float, n_points: int = 64):
