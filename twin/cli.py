@@ -35,8 +35,10 @@ def _print_summary(pred, esc, report_dir) -> None:
     regions = [r for r in ("kidney", "salivary", "lacrimal", "red_marrow", "liver", "spleen")
                if r in table.index] + [r for r in table.index if r.startswith("tumour")]
     with pd.option_context("display.float_format", "{:.3g}".format, "display.width", 140):
+        adm = pred.schedule.administrations
+        every = (f" every {(adm[1].time_h - adm[0].time_h) / 168.0:g} weeks" if len(adm) > 1 else "")
         print(f"Predicted doses, {pred.schedule.total_activity_mbq / 1000:g} GBq in "
-              f"{len(pred.schedule.administrations)} cycle(s) ({pred.n_draws} posterior draws; Gy, "
+              f"{len(adm)} cycle(s){every} ({pred.n_draws} posterior draws; Gy, "
               "Gy per GBq administered, BED summed over cycles):")
         print(table.loc[regions, cols].to_string())
         if esc is not None:
@@ -97,6 +99,13 @@ def _plan(args: argparse.Namespace) -> int:
         tw = Twin.from_patient(p, imaging_agent=args.agent, therapy_agent=args.therapy, method=args.method,
                                fwhm_mm=args.fwhm_mm)
         bar and bar.update(1)
+        # the labelled protocol of the therapy agent unless given: 177Lu-PSMA-617 6 x every 6 weeks
+        # (VISION), 177Lu-DOTATATE 4 x every 8 weeks (NETTER-1)
+        sstr = tw.therapy_model.ligand in ("DOTATATE", "DOTATOC")
+        if args.cycles is None:
+            args.cycles = 4 if sstr else 6
+        if args.interval_weeks is None:
+            args.interval_weeks = 8.0 if sstr else 6.0
         sched = therapy_schedule(args.activity_gbq, args.cycles, interval_weeks=args.interval_weeks,
                                  ligand_nmol=args.ligand_nmol)
         pred = tw.predict(sched, n_draws=args.draws)
@@ -200,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--fwhm-mm", type=_positive_float, default=5.0, help="PET resolution for partial-volume "
                       "recovery of small structures (default 5 mm)")
     plan.add_argument("--activity-gbq", type=_positive_float, default=7.4, help="activity per cycle, GBq (default 7.4)")
-    plan.add_argument("--cycles", type=_positive_int, default=6, help="number of cycles (default 6)")
-    plan.add_argument("--interval-weeks", type=_positive_float, default=6.0, help="weeks between cycles (default 6)")
+    plan.add_argument("--cycles", type=_positive_int, default=None,
+                      help="number of cycles (default: the agent's label, 6 for PSMA-617, 4 for DOTATATE)")
+    plan.add_argument("--interval-weeks", type=_positive_float, default=None,
+                      help="weeks between cycles (default: 6 for PSMA-617, 8 for DOTATATE)")
     plan.add_argument("--ligand-nmol", type=_positive_float, default=None,
                       help="ligand per cycle, nmol (default: the agent's molar activity)")
     plan.add_argument("--no-escalation", action="store_true", help="skip the personalised-activity search")

@@ -100,3 +100,17 @@ def test_plan_refuses_impossible_uptake_and_reads_decay_corrected_pet(phantom_di
     assert "twin plan: warning: mask structure(s) kidney_r match no model region" in err
     assert "Traceback" not in err and ".py:" not in err
     assert math.isfinite(json.loads((tmp_path / "c" / "report.json").read_text())["n_draws"])
+
+
+def test_plan_defaults_to_the_labelled_protocol_of_the_therapy_agent(tmp_path, capsys):
+    """177Lu-DOTATATE: 4 cycles of 7.4 GBq every 8 weeks (NETTER-1 / Lutathera label, research
+    notes dosimetry_reference.md: "standard Lutate course 4 x 7.4 GBq at 8 weeks"), not PSMA's 6."""
+    ph = tmp_path / "sstr"
+    assert main(["phantom", "--agent", "Ga-DOTATATE", "--out", str(ph), "--quiet"]) == 0
+    rc = main(["plan", "--pet", str(ph / "pet_1h.nii.gz"), "--hours", "1", "--injected-mbq", "150",
+               "--masks", str(ph / "labels.nii.gz"), "--label-table", str(ph / "label_table.csv"),
+               "--labs", str(ph / "labs.csv"), "--agent", "Ga-DOTATATE", "--draws", "16", "--method", "map",
+               "--no-voxel", "--no-escalation", "--out", str(tmp_path / "plan")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "29.6 GBq in 4 cycle(s) every 8 weeks" in out
