@@ -78,18 +78,50 @@ def fisher_spectrum(model: Model, x) -> FisherSpectrum:
     )
 
 
-def plot_spectrum(spectrum: FisherSpectrum, ax=None, relative: bool = True, label: str | None = None):
-    """Plot a sloppiness spectrum (eigenvalues as horizontal lines on a log axis); returns the axes."""
+def plot_spectrum(spectrum: FisherSpectrum, ax=None, relative: bool = True, label: str | None = None,
+                  zero_rtol: float = 1e-12):
+    """Plot a sloppiness spectrum (eigenvalues as horizontal lines on a log axis); returns the axes.
+
+    Eigenvalues at or below ``zero_rtol`` times the largest (exact zeros included) are counted
+    as unidentifiable directions: they are drawn as dashed red lines one decade below the
+    smallest positive eigenvalue (they have no place on a log axis) and reported in the title;
+    the number of decades in the title spans the positive eigenvalues only.
+    """
     import matplotlib.pyplot as plt
 
-    if ax is None:
-        _, ax = plt.subplots(figsize=(2.2, 4))
-    data = spectrum.plot_data()
-    vals = data["log10_relative"] if relative else data["log10_eigenvalues"]
-    for k, v in enumerate(vals):
-        ax.hlines(10.0**v, 0.0, 1.0, colors="C0", label=label if k == 0 else None)
+    own = ax is None
+    if own:
+        _, ax = plt.subplots(figsize=(2.6, 4.2))
+    ev = np.asarray(spectrum.eigenvalues, dtype=float)
+    top = float(ev.max()) if ev.size else 0.0
+    zero = ~(ev > zero_rtol * top) if top > 0 else np.ones(ev.shape, bool)
+    pos = ev[~zero]
+    scale = top if (relative and top > 0) else 1.0
+    decades = float(np.log10(pos.max() / pos.min())) if pos.size else float("nan")
+    first = True
+    for v in pos:
+        ax.hlines(v / scale, 0.0, 1.0, colors="C0", label=label if first else None)
+        first = False
+    n_zero = int(zero.sum())
+    if n_zero:
+        floor = (pos.min() / scale) / 10.0 if pos.size else 1.0
+        for k in range(n_zero):
+            ax.hlines(floor, 0.0, 1.0, colors="tab:red", linestyles="--",
+                      label=f"{n_zero} unidentifiable (eigenvalue 0)" if k == 0 else None)
+        ax.annotate(f"{n_zero} unidentifiable (0)", (0.5, floor), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=7, color="tab:red")
     ax.set_yscale("log")
     ax.set_xticks([])
-    ax.set_ylabel("eigenvalue / largest" if relative else "FIM eigenvalue")
-    ax.set_title(f"{data['decades']:.1f} decades")
+    ax.set_xlim(0.0, 1.0)
+    ax.set_xlabel(f"{ev.size} eigen-directions")
+    ax.set_ylabel("FIM eigenvalue / largest" if relative else "FIM eigenvalue")
+    if pos.size:
+        head = f"{decades:.1f} decades"
+        if n_zero:
+            head += f"\n({pos.size} positive; {n_zero} unidentifiable)"
+    else:
+        head = f"all {ev.size} eigenvalues 0 (unidentifiable)"
+    ax.set_title(head, fontsize=9)
+    if own:
+        ax.figure.tight_layout()
     return ax

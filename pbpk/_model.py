@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pbpk._compile import DECAY_PARAMETER, CompiledGraph, compile_graph
 from pbpk._errors import InvalidInputError, UnknownNameError
 from pbpk._frozen import FrozenMap
-from pbpk._graph import ModelGraph
+from pbpk._graph import ModelGraph, parse_factor
 from pbpk._nuclides import get_nuclide
 
 __all__ = ["PBPKModel"]
@@ -111,14 +111,24 @@ class PBPKModel:
         return dataclasses.replace(self, graph=graph, parameters=params)
 
     def parameter_table(self):
-        """A pandas DataFrame of every parameter, its value and its source."""
+        """A pandas DataFrame of every parameter: value, unit (from its role in the graph; empty
+        where the role does not fix it) and source."""
         import pandas as pd
 
+        units = parameter_units(self.graph)
+        units[DECAY_PARAMETER] = "1/h"
         rows = [
-            {"parameter": n, "value": self.parameters[n], "source": self.sources.get(n, "")}
+            {"parameter": n, "value": self.parameters[n], "unit": units.get(n, ""),
+             "source": self.sources.get(n, "")}
             for n in self.parameter_names
         ]
         return pd.DataFrame(rows).set_index("parameter")
+
+    def __repr__(self) -> str:
+        g = self.graph
+        return (f"PBPKModel({g.name!r}, ligand={self.ligand!r}, nuclide={self.nuclide!r}, "
+                f"{len(g.compartments)} compartments, {len(g.processes)} processes, "
+                f"{len(self.parameters)} parameters; parameter_table() lists them)")
 
     def to_json(self) -> str:
         return json.dumps(
@@ -151,3 +161,36 @@ class PBPKModel:
             description=data.get("description", ""),
             organ_volumes_l=data.get("organ_volumes_l", {}),
         )
+
+
+def parameter_units(graph: ModelGraph) -> dict[str, str]:
+    """Units of the parameters whose role in ``graph`` fixes them (see :mod:`pbpk._graph`):
+    volumes L; receptor amounts nmol; kon L/(nmol h); koff 1/h; fractions (used as ``1-x``) 1;
+    the one non-fraction factor of a flow or exchange L/h, of a transfer 1/h. A parameter with
+    two roles that disagree, or a rate with several non-fraction factors, gets none."""
+    units: dict[str, set[str]] = {}
+
+    def add(name, unit):
+        units.setdefault(name, set()).add(unit)
+
+    for c in graph.compartments:
+        if c.volume is not None:
+            add(c.volume, "L")
+    fractions = {parse_factor(t)[1] for p in graph.processes for t in (*p.rate, *p.koff, *p.receptor)
+                 if parse_factor(t)[0] == "comp"}
+    for name in fractions:
+        add(name, "1")
+    for p in graph.processes:
+        if p.kind == "binding":
+            for t in p.rate:
+                add(parse_factor(t)[1], "L/(nmol h)")
+            for t in p.koff:
+                add(parse_factor(t)[1], "1/h")
+            for t in p.receptor:
+                add(parse_factor(t)[1], "nmol")
+            continue
+        factors = [parse_factor(t) for t in p.rate]
+        main = [n for k, n in factors if k == "mul" and n not in fractions]
+        if len(main) == 1 and all(k != "div" for k, _ in factors):
+            add(main[0], "1/h" if p.kind == "transfer" else "L/h")
+    return {n: next(iter(u)) for n, u in units.items() if len(u) == 1}

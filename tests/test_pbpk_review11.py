@@ -359,3 +359,18 @@ def test_for_patient_sex_case_and_gfr_conflict():
     with pytest.raises(pbpk.InvalidInputError, match="not both"):
         pbpk.Physiology.for_patient("male", 80.0, 180.0, 60.0, creatinine=1.0,
                                     creatinine_unit="mg/dL", gfr_ml_min=120.0)
+
+
+def test_parameter_table_units_and_short_repr():
+    """Units follow the rate laws of pbpk._graph (flux Q*C in nmol/h with C in nmol/L -> Q in
+    L/h; k*A -> k in 1/h; kon*C*R -> kon in L/(nmol h), R in nmol), listed here by hand."""
+    m = pbpk.psma_model("PSMA-617")
+    t = m.parameter_table()
+    expected = {"Q_kidney": "L/h", "gfr_eff": "L/h", "PS_liver": "L/h", "V_art": "L", "V_kidney_pt": "L",
+                "kon": "L/(nmol h)", "koff": "1/h", "kint": "1/h", "krel_kidney": "1/h",
+                "R_kidney": "nmol", "f_exc": "1", "lambda_phys_per_h": "1/h"}
+    for name, unit in expected.items():
+        assert t.loc[name, "unit"] == unit, name
+    assert (t["unit"] != "").all()  # every PSMA parameter has a role that fixes its unit
+    r = repr(m)
+    assert len(r) < 200 and "psma_PSMA-617" in r and "Lu-177" in r

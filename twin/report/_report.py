@@ -84,7 +84,9 @@ def _tac(pred, folder, pages, title):
     ax.set_ylim(top * 1e-5, top)
     ax.set_xlabel("time after the first administration (h)" + (", cycle 1" if len(starts) > 1 else ""))
     ax.set_ylabel("activity (MBq)")
-    ax.set_title(f"{title}: time-activity curves (median, {100 * lo_q:g}-{100 * hi_q:g} % band)", fontsize=10)
+    shown = f"cycle 1 of {len(starts)} shown" if len(starts) > 1 else "single administration"
+    ax.set_title(f"{title}\ntime-activity curves, {shown} (median, {100 * lo_q:g}-{100 * hi_q:g} % band)",
+                 fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -150,41 +152,87 @@ def _dvh(voxel, folder, pages, title):
     return [*_save(fig, folder, "dvh", pages), "dvh.csv"]
 
 
+def _escalation_window(a, a_star, a_fixed):
+    """The activity range shown (GBq): 0 to 1.5 x the personalised activity, widened to keep the
+    fixed protocol in view; and, per evaluated point inside it, whether the line from the point
+    before reaches it (no line across an unsampled gap or to a point off the scale)."""
+    a = np.asarray(a, dtype=float)
+    right = 1.5 * a_star
+    if np.isfinite(a_fixed) and a_fixed > 0:
+        right = max(right, 1.1 * a_fixed)
+    shown = a <= right
+    xs = a[shown]
+    # bisection points halve their log-spacing around the answer; a step of more than a factor 3
+    # is a jump over activities never evaluated (e.g. to the upper search bound)
+    joined = np.r_[False, (xs[1:] / np.maximum(xs[:-1], 1e-300)) <= 3.0] if xs.size else np.zeros(0, bool)
+    return right, shown, joined
+
+
+def _broken(x, y, joined):
+    """x and y with NaN inserted where consecutive points must not be joined."""
+    xs, ys = [], []
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        if i and not joined[i]:
+            xs.append(np.nan)
+            ys.append(np.nan)
+        xs.append(xi)
+        ys.append(yi)
+    return np.asarray(xs, float), np.asarray(ys, float)
+
+
 def _escalation(esc, folder, pages, title):
     plt = _plt()
-    curve = esc.curve
+    curve = esc.curve.sort_values("activity_gbq_per_cycle")
     p = esc.probability
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    a = curve["activity_gbq_per_cycle"]
+    a_all = curve["activity_gbq_per_cycle"].to_numpy(float)
+    right, shown, joined = _escalation_window(a_all, esc.activity_gbq_per_cycle, esc.fixed_activity_gbq)
+    a = a_all[shown]
+    off = a_all[~shown]
+    note = (f"also evaluated (off scale): {', '.join(f'{v:.3g}' for v in off[:3])}"
+            f"{' ...' if off.size > 3 else ''} GBq" if off.size else None)
     ax = axes[0]
     for c in esc.limits:
         name = f"{c['organ']}_{c['quantity']}"
         col = f"{name}_q{100 * p:g}_gy"
-        (line,) = ax.plot(a, curve[col] / c["limit_gy"], "o-", ms=3,
-                          label=f"{c['organ']} {c['quantity']} (q{100 * p:g} / {c['limit_gy']:g} Gy)")
+        y = curve[col].to_numpy(float)[shown] / c["limit_gy"]
+        (line,) = ax.plot(*_broken(a, y, joined), "-", lw=1.2)
+        ax.plot(a, y, "o", ms=4, color=line.get_color(),
+                label=f"{c['organ']} {c['quantity']} (q{100 * p:g} / {c['limit_gy']:g} Gy)")
     ax.axhline(1.0, color="k", lw=1, ls="--")
-    ax.axvline(esc.activity_gbq_per_cycle, color="tab:green", lw=1.5, label="personalised")
-    ax.axvline(esc.fixed_activity_gbq, color="tab:grey", lw=1, ls=":", label="fixed protocol")
-    ax.set_xlabel(f"activity per cycle (GBq), {esc.n_cycles} cycles")
+    ax.axvline(esc.activity_gbq_per_cycle, color="tab:green", lw=1.5,
+               label=f"personalised {esc.activity_gbq_per_cycle:.3g} GBq")
+    ax.axvline(esc.fixed_activity_gbq, color="tab:grey", lw=1, ls=":",
+               label=f"fixed protocol {esc.fixed_activity_gbq:.3g} GBq")
+    ax.set_xlabel(f"activity per cycle (GBq), {esc.n_cycles} cycles; markers: evaluated activities")
     ax.set_ylabel("fraction of limit")
     ax.set_title("organ-at-risk constraints", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
     ax = axes[1]
     for t in [c[:-len("_dose_q50_gy")] for c in curve.columns
               if c.startswith("tumour") and c.endswith("_dose_q50_gy")]:
-        (line,) = ax.plot(a, curve[f"{t}_dose_q50_gy"], "o-", ms=3, label=f"{t} (median)")
-        ax.fill_between(a, curve[f"{t}_dose_q5_gy"], curve[f"{t}_dose_q95_gy"], color=line.get_color(), alpha=0.2)
+        med = curve[f"{t}_dose_q50_gy"].to_numpy(float)[shown]
+        (line,) = ax.plot(*_broken(a, med, joined), "-", lw=1.2)
+        ax.plot(a, med, "o", ms=4, color=line.get_color(), label=f"{t} (median)")
+        x_lo, lo = _broken(a, curve[f"{t}_dose_q5_gy"].to_numpy(float)[shown], joined)
+        _, hi = _broken(a, curve[f"{t}_dose_q95_gy"].to_numpy(float)[shown], joined)
+        ax.fill_between(x_lo, lo, hi, color=line.get_color(), alpha=0.2)
     ax.axvline(esc.activity_gbq_per_cycle, color="tab:green", lw=1.5)
     ax.axvline(esc.fixed_activity_gbq, color="tab:grey", lw=1, ls=":")
-    ax.set_xlabel(f"activity per cycle (GBq), {esc.n_cycles} cycles")
+    ax.set_xlabel(f"activity per cycle (GBq), {esc.n_cycles} cycles; markers: evaluated activities")
     ax.set_ylabel("tumour absorbed dose, all cycles (Gy)")
     ax.set_title("tumour dose (median, 5-95 %)", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    for ax in axes:
+        ax.set_xlim(0.0, right)
+        ax.set_ylim(bottom=0.0)
+        ax.grid(True, alpha=0.3)
+        if note:
+            ax.text(0.99, 0.02, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                    color="0.35")
     fig.suptitle(f"{title}: escalation ({esc.ligand}); limits hold with probability {p:g}", fontsize=10)
     fig.tight_layout()
-    curve.to_csv(folder / "escalation.csv", index=False, float_format="%.6g")
+    esc.curve.to_csv(folder / "escalation.csv", index=False, float_format="%.6g")
     return [*_save(fig, folder, "escalation", pages), "escalation.csv"]
 
 
