@@ -233,6 +233,38 @@ def _dose_operator(model: pbpk.PBPKModel, body_regions: Sequence[str], sex: str)
     return _DoseOperator(tuple(all_targets), body_regions, matrix, methods)
 
 
+def model_doses(result, model: pbpk.PBPKModel | None = None, *, sex: str = "male"):
+    """Absorbed doses (Gy) of a :func:`pbpk.simulate` result, as the twin computes them.
+
+    The model's regions are mapped to ICRP-89 sources and targets (kidney -> kidneys,
+    salivary -> salivary_glands, ...; other body regions -> remainder of body; 177Lu S-values
+    with the model's organ masses), lesions by the sphere model (volume x 1.04 kg/L) and the
+    lacrimal glands by local deposition. ``model`` defaults to the one ``result`` came from when
+    it carries it; pass it otherwise. Returns a DataFrame indexed by region with ``dose_gy``
+    and ``method``.
+    """
+    import pandas as pd
+
+    tia = getattr(result, "tia_mbq_h", None)
+    body = getattr(result, "body_regions", None)
+    if tia is None or body is None:
+        raise TwinInputError("model_doses needs a pbpk.simulate result (tia_mbq_h, body_regions); for "
+                             "a TIA table by ICRP-89 organ name use twin.dose.organ_dose.")
+    if not isinstance(model, pbpk.PBPKModel):
+        raise TwinInputError("give the pbpk.PBPKModel the result was simulated with: "
+                             "model_doses(result, model).")
+    tia = np.asarray(tia, dtype=float)
+    if tia.ndim != 1:
+        raise TwinInputError(f"model_doses takes one patient's result (TIA shape {tia.shape}); index a "
+                             "cohort result per patient.")
+    if sex not in ("male", "female"):
+        raise TwinInputError(f"sex = {sex!r}; use 'male' or 'female'.")
+    op = _dose_operator(model, tuple(body), sex)
+    dose_gy = op.matrix @ tia
+    return pd.DataFrame({"dose_gy": dose_gy, "method": [op.methods.get(t, "") for t in op.targets]},
+                        index=pd.Index(op.targets, name="region"))
+
+
 # ============================================================================ prediction
 @dataclass(frozen=True, eq=False)
 class TherapyPrediction:

@@ -182,3 +182,34 @@ def test_limit_table_of_an_sstr_twin_uses_the_limits_of_its_organs():
     assert {(o, q) for o, q in zip(table["organ"], table["quantity"])} == kept
     with pytest.raises(TwinInputError, match="salivary"):  # asked for by name: still refused
         pred.limit_table([{"organ": "salivary_glands", "quantity": "absorbed_dose", "limit_gy": 25}])
+
+
+def test_model_doses_of_a_simulation_result():
+    """twin.model_doses maps a pbpk result to doses: the kidney dose against twin.dose.organ_dose
+    with the regions mapped by hand (kidney -> kidneys, others -> remainder of body), the lesion
+    against E_np / (V x 1.04 kg/L) with 177Lu's 0.1479 MeV (ICRP-107)."""
+    from twin import dose, model_doses
+
+    m = pbpk.psma_model("PSMA-617", tumour_rest_volume_l=0.0)
+    r = pbpk.simulate(m, pbpk.Schedule.single(7400.0), [1.0, 24.0, 168.0, 2000.0])
+    d = model_doses(r, m)
+    tia = dict(r.tia_table())
+    mird = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen", "salivary": "salivary_glands",
+            "red_marrow": "red_marrow", "lungs": "lungs", "brain": "brain", "prostate": "prostate",
+            "heart": "heart_wall"}
+    src: dict = {}
+    for reg, v in tia.items():
+        if reg.startswith("tumour") or reg == "lacrimal":
+            continue
+        key = mird.get(reg, "remainder_of_body")
+        src[key] = src.get(key, 0.0) + v
+    vols = m.organ_volumes_l
+    ref = dose.organ_dose(src, nuclide="Lu-177", phantom="male", targets=["kidneys"],
+                          organ_masses_kg={mird[o]: vols[o] for o in ("kidney", "liver", "spleen", "salivary")})
+    assert d.loc["kidney", "dose_gy"] == pytest.approx(ref.dose_gy["kidneys"], rel=1e-10)
+    hand = tia["tumour1"] * 3.6e9 * 0.1479 * 1.602176634e-13 / (vols["tumour1"] * 1.04)
+    assert d.loc["tumour1", "dose_gy"] == pytest.approx(hand, rel=2e-3)
+    with pytest.raises(TwinInputError, match="model_doses"):
+        model_doses({"kidney": 1.0}, m)
+    with pytest.raises(TwinInputError, match="PBPKModel"):
+        model_doses(r)

@@ -551,7 +551,8 @@ def organ_dose(
         if unknown:
             raise UnknownOrganError(
                 f"sources {unknown} are not in the ICRP-89 {ph} S-value table; known sources: "
-                f"{[*s_names, REMAINDER_SOURCE]} (tumours go in tumour_masses_kg)"
+                f"{[*s_names, REMAINDER_SOURCE]} (tumours go in tumour_masses_kg). For the regions of a "
+                "pbpk.simulate result use twin.model_doses(result, model), which maps them."
             )
         columns = {}
         for src in sources:

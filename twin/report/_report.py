@@ -189,8 +189,9 @@ def _escalation(esc, folder, pages, title):
     right, shown, joined = _escalation_window(a_all, esc.activity_gbq_per_cycle, esc.fixed_activity_gbq)
     a = a_all[shown]
     off = a_all[~shown]
-    note = (f"also evaluated (off scale): {', '.join(f'{v:.3g}' for v in off[:3])}"
-            f"{' ...' if off.size > 3 else ''} GBq" if off.size else None)
+    xlabel = f"activity per cycle (GBq), {esc.n_cycles} cycles; markers: evaluated"
+    if off.size:
+        xlabel += f" (also {', '.join(f'{v:.3g}' for v in off[:3])}{' ...' if off.size > 3 else ''} GBq, off scale)"
     ax = axes[0]
     for c in esc.limits:
         name = f"{c['organ']}_{c['quantity']}"
@@ -204,10 +205,10 @@ def _escalation(esc, folder, pages, title):
                label=f"personalised {esc.activity_gbq_per_cycle:.3g} GBq")
     ax.axvline(esc.fixed_activity_gbq, color="tab:grey", lw=1, ls=":",
                label=f"fixed protocol {esc.fixed_activity_gbq:.3g} GBq")
-    ax.set_xlabel(f"activity per cycle (GBq), {esc.n_cycles} cycles; markers: evaluated activities")
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel("fraction of limit")
     ax.set_title("organ-at-risk constraints", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)
     ax = axes[1]
     for t in [c[:-len("_dose_q50_gy")] for c in curve.columns
               if c.startswith("tumour") and c.endswith("_dose_q50_gy")]:
@@ -219,17 +220,14 @@ def _escalation(esc, folder, pages, title):
         ax.fill_between(x_lo, lo, hi, color=line.get_color(), alpha=0.2)
     ax.axvline(esc.activity_gbq_per_cycle, color="tab:green", lw=1.5)
     ax.axvline(esc.fixed_activity_gbq, color="tab:grey", lw=1, ls=":")
-    ax.set_xlabel(f"activity per cycle (GBq), {esc.n_cycles} cycles; markers: evaluated activities")
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel("tumour absorbed dose, all cycles (Gy)")
     ax.set_title("tumour dose (median, 5-95 %)", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left", framealpha=0.85)
+    ax.legend(fontsize=7, loc="best", framealpha=0.85)
     for ax in axes:
         ax.set_xlim(0.0, right)
         ax.set_ylim(bottom=0.0)
         ax.grid(True, alpha=0.3)
-        if note:
-            ax.text(0.99, 0.02, note, transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
-                    color="0.35")
     fig.suptitle(f"{title}: escalation ({esc.ligand}); limits hold with probability {p:g}", fontsize=10)
     fig.tight_layout()
     esc.curve.to_csv(folder / "escalation.csv", index=False, float_format="%.6g")
