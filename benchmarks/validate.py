@@ -571,7 +571,7 @@ def write_report(checks, meta, path):
     if vtt_json.exists():
         import vtt
 
-        res = json.loads(vtt_json.read_text())
+        res = json.loads(vtt_json.read_text(encoding="utf-8"))
         st = res["settings"]
         lines += ["## Virtual theranostic trial (`benchmarks/vtt.py`, `benchmarks/results/vtt.json`)", "",
                   (f"{st['completed']} virtual patients ({res['date'][:16]}), {st['pet_agent']} PET "
@@ -585,7 +585,7 @@ def write_report(checks, meta, path):
         lines += _vtt_published_table(res), ""
         if (OUT / "vtt_errors.png").exists():
             lines += ["![vtt](vtt_errors.png)", ""]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _vtt_published_table(res: dict) -> str:

@@ -596,7 +596,7 @@ class PBPKReduction:
     def save(self, path) -> pathlib.Path:
         """Write :meth:`to_json` to ``path``; returns the path."""
         path = pathlib.Path(path)
-        path.write_text(self.to_json())
+        path.write_text(self.to_json(), encoding="utf-8")
         return path
 
     def summary(self) -> str:
@@ -622,7 +622,7 @@ def load_reduced(source) -> PBPKReduction:
         if not p.is_file():
             raise InvalidInputError(f"no reduction file at {str(p)!r}; write one with "
                                     "`twin reduce --out FILE` or PBPKReduction.save().")
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     elif isinstance(source, str):
         text = source
     else:

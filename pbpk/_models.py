@@ -47,7 +47,7 @@ _S = {
 
 @lru_cache(maxsize=1)
 def _calibration() -> dict:
-    text = resources.files("pbpk").joinpath("data/calibration.json").read_text()
+    text = resources.files("pbpk").joinpath("data/calibration.json").read_text("utf-8")
     return json.loads(text)
 
 

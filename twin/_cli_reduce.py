@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             path = pathlib.Path(args.design)
             if not path.is_file():
                 return _fail(f"design file {str(path)!r} not found; give a JSON file or 'psma-pet-spect'.")
-            design = mbam.ReductionDesign.from_json(path.read_text())
+            design = mbam.ReductionDesign.from_json(path.read_text(encoding="utf-8"))
             if args.late_pet_h is not None:
                 return _fail("--late-pet-h only applies to the built-in design; put the frame in "
                              "pet_times_h of the design file.")

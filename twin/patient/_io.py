@@ -471,7 +471,7 @@ def _read_label_table(table) -> dict[int, str]:
             raise LabelTableError(f"label table {str(path)!r} does not exist; give a dict or a CSV/JSON file.")
         try:
             if path.suffix.lower() == ".json":
-                items = list(json.loads(path.read_text()).items())
+                items = list(json.loads(path.read_text(encoding="utf-8")).items())
             else:
                 with open(path, newline="", encoding="utf-8-sig") as fh:
                     rows = list(csv.DictReader(fh))

@@ -239,7 +239,7 @@ class Labs:
         """Write the labs as a one-row CSV that :func:`read_labs` reads back."""
         path = Path(path)
         row = {k: ("" if v is None else v) for k, v in self.to_dict().items()}
-        with open(path, "w", newline="") as fh:
+        with open(path, "w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=list(row))
             w.writeheader()
             w.writerow(row)

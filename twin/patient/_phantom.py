@@ -138,7 +138,7 @@ class Phantom:
                      "labs": "labs.csv", "ground_truth": "ground_truth.json"}
             sitk.WriteImage(self.geometry.to_image(self.ct_hu), str(tmp / files["ct"]), True)
             sitk.WriteImage(self.masks.to_sitk(), str(tmp / files["labels"]), True)
-            with open(tmp / files["label_table"], "w") as fh:
+            with open(tmp / files["label_table"], "w", encoding="utf-8") as fh:
                 fh.write("label,name\n")
                 fh.writelines(f"{k},{v}\n" for k, v in self.masks.label_table.items())
             mod = self.ground_truth["modality"].lower()
@@ -147,7 +147,7 @@ class Phantom:
                 files[key] = f"{key}.nii.gz"
                 sitk.WriteImage(fr.to_sitk(), str(tmp / files[key]), True)
             self.labs.to_csv(tmp / files["labs"])
-            (tmp / files["ground_truth"]).write_text(json.dumps(self.ground_truth, indent=1))
+            (tmp / files["ground_truth"]).write_text(json.dumps(self.ground_truth, indent=1), encoding="utf-8")
             if out.exists():
                 shutil.rmtree(out)
             os.replace(tmp, out)

@@ -256,7 +256,7 @@ def _previous_report(folder: Path) -> bool:
     """Whether ``folder`` holds only a report written by :func:`write_report` (its report.json
     lists every other file in it)."""
     try:
-        meta = json.loads((folder / "report.json").read_text())
+        meta = json.loads((folder / "report.json").read_text("utf-8"))
     except (OSError, ValueError):
         return False
     if not isinstance(meta, dict) or meta.get("format") != "twin-report/1":
@@ -393,7 +393,7 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
             summary["extra"] = _jsonable(extra)
         files.append("report.json")
         summary["files"] = sorted(files)
-        (tmp / "report.json").write_text(json.dumps(_jsonable(summary), indent=1))
+        (tmp / "report.json").write_text(json.dumps(_jsonable(summary), indent=1), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
