@@ -172,7 +172,7 @@ def test_limit_table_of_an_sstr_twin_uses_the_limits_of_its_organs():
     obs = Observations.from_records(
         [{"region": r, "time_h": 1.0, "value": float(truth.activity(r)[0]), "unit": "MBq"}
          for r in ("kidney", "liver", "spleen")], agent="Ga-DOTATATE", noise=NoiseModel(cv=0.1))
-    post = calibrate(img, sched, obs, Prior.default(img), method="laplace", num_samples=100)
+    post = calibrate(img, sched, obs, Prior.default(img), method="laplace", num_samples=50, hessian="fd")
     pred = Twin.from_posterior(post, "DOTATATE").predict(activity_gbq=7.4, n_cycles=4, n_draws=32)
     table = pred.limit_table()
     assert "salivary" not in set(table["region"])
