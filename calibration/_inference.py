@@ -142,11 +142,17 @@ class _Problem:
         return pred, status
 
 
+def early_observations(observations: Observations, schedule) -> tuple[float, list[str]]:
+    """The schedule's first administration time and the observations at or before it
+    (``"kidney at 0 h"``): their prediction is 0, which has no log-normal likelihood."""
+    t0 = min(a.time_h for a in schedule.administrations)
+    return t0, [f"{r} at {t:g} h" for r, t in zip(observations.region, observations.time_h.tolist()) if t <= t0]
+
+
 def _check_times(observations: Observations, schedule) -> None:
     """Refuse observations at or before the schedule's first administration: their prediction
     is 0 (nothing injected yet), which has no log-normal likelihood (and no gradient)."""
-    t0 = min(a.time_h for a in schedule.administrations)
-    bad = [f"{r} at {t:g} h" for r, t in zip(observations.region, observations.time_h.tolist()) if t <= t0]
+    t0, bad = early_observations(observations, schedule)
     if bad:
         raise ObservationError(
             f"observation(s) {', '.join(bad)} are at or before the schedule's first administration "

@@ -656,8 +656,9 @@ class Twin:
         if unknown:
             raise TwinInputError(f"observed region(s) {', '.join(unknown)} are not in the model; regions: "
                                  f"{', '.join(self.therapy_model.regions)}.")
-        t0 = min(a.time_h for a in schedule.administrations)
-        early = [f"{r} at {t:g} h" for r, t in zip(observations.region, observations.time_h.tolist()) if t <= t0]
+        from calibration._inference import early_observations
+
+        t0, early = early_observations(observations, schedule)
         if early:
             raise TwinInputError(
                 f"post-therapy observation(s) {', '.join(early)} are at or before the therapy's first "
