@@ -293,6 +293,6 @@ def test_numpy_bool_verdicts_are_counted_as_pass_or_fail(tmp_path):
     assert all(type(r.passed) is bool for r in rows[:2])
     meta = {"date": "d", "machine": "m", "load_1min": 0.0, "wall_s": 0.0, "quick": True}
     validate.write_report(rows, meta, tmp_path / "report.md")
-    text = (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "**1 pass, 1 fail**, 1 reported only" in text
     assert text.count("| pass |") == 1
