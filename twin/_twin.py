@@ -239,9 +239,9 @@ def model_doses(result, model: pbpk.PBPKModel | None = None, *, sex: str = "male
     The model's regions are mapped to ICRP-89 sources and targets (kidney -> kidneys,
     salivary -> salivary_glands, ...; other body regions -> remainder of body; 177Lu S-values
     with the model's organ masses), lesions by the sphere model (volume x 1.04 kg/L) and the
-    lacrimal glands by local deposition. ``model`` defaults to the one ``result`` came from when
-    it carries it; pass it otherwise. Returns a DataFrame indexed by region with ``dose_gy``
-    and ``method``.
+    lacrimal glands by local deposition. ``model`` is the :class:`pbpk.PBPKModel` the result was
+    simulated with (required; a result does not carry it). Returns a DataFrame indexed by
+    region with ``dose_gy`` (Gy) and ``method``.
     """
     import pandas as pd
 
