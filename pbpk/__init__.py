@@ -67,7 +67,7 @@ from pbpk._nuclides import (  # noqa: E402
     decay_chain,
     get_nuclide,
 )
-from pbpk._physiology import Physiology  # noqa: E402
+from pbpk._physiology import TISSUE_DENSITY_KG_PER_L, Physiology, model_volume_l  # noqa: E402
 from pbpk._sbml import from_sbml, to_sbml  # noqa: E402
 from pbpk._simulate import STATUS_MESSAGES, SimulationResult, simulate, simulate_cohort  # noqa: E402
 
@@ -80,6 +80,7 @@ __all__ = [
     "cockcroft_gault_ml_min", "compile_graph", "decay_chain", "egfr_ckd_epi_2021", "exchange",
     "flow", "get_ligand", "get_nuclide", "psma_model", "simulate", "simulate_cohort",
     "sstr_model", "theranostic_pair", "transfer", "to_sbml", "from_sbml",
+    "TISSUE_DENSITY_KG_PER_L", "model_volume_l",
     # decay chains with daughter redistribution (alpha emitters)
     "ELEMENT_KINETICS", "PB212_LIGANDS", "ChainModel", "ChainResult", "FreeDaughter",
     "ac225_psma_model", "decay_transitions", "free_ion_graph", "pb212_sstr_model",

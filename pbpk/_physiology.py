@@ -9,7 +9,13 @@ vascular and interstitial fractions, and flow fractions follow the same lineage.
 
 A :class:`Physiology` is immutable; :meth:`Physiology.for_patient` builds one from sex,
 weight, height, age, haematocrit and serum creatinine (CKD-EPI 2021 eGFR de-indexed by BSA),
-and measured organ/tumour volumes from the images override the scaled ones.
+and measured organ volumes from the images override the scaled ones.
+
+Volume convention: an organ's model volume is litres at 1 kg/L, i.e. its mass in kg, because
+the reference volumes are the ICRP-89 masses and the doses divide by that number. A volume
+segmented on CT is physical; :func:`model_volume_l` multiplies it by the organ's ICRU-46 tissue
+density (kidney 1.05, liver and spleen 1.06 kg/L), and ``measured_volumes_l`` does this for
+you. Tumour volumes stay physical (the sphere model gives their mass at 1.04 kg/L).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from pbpk._errors import InvalidInputError, UnknownNameError
 from pbpk._frozen import FrozenMap
 from pbpk._labs import absolute_gfr_ml_min, bsa_mosteller_m2, egfr_ckd_epi_2021
 
-__all__ = ["Physiology", "REFERENCE_ORGAN_VOLUMES_L", "ORGANS"]
+__all__ = ["Physiology", "REFERENCE_ORGAN_VOLUMES_L", "ORGANS", "TISSUE_DENSITY_KG_PER_L",
+           "model_volume_l"]
 
 # ICRP-89 reference masses (g) of the organs the PSMA/SSTR models resolve
 # [human_phantom_masses.csv shipped with the ICRP-89 177Lu S-values, PyTheranostics data
@@ -47,6 +54,52 @@ ORGANS = ("kidney", "liver", "spleen", "salivary", "lacrimal", "red_marrow", "br
 REFERENCE_ORGAN_VOLUMES_L = {
     sex: {k: v / 1000.0 for k, v in table.items() if k != "body"} for sex, table in _ICRP89_G.items()
 }
+
+# Adult tissue densities (kg/L) to turn a segmented (physical) volume into the models'
+# mass-equivalent volume [ICRU Report 46 (1992) adult tissues: kidney 1.05, liver 1.06,
+# spleen 1.06, heart 1.05, muscle 1.05, brain 1.04, thyroid 1.05, prostate 1.04, skin 1.09,
+# adipose 0.95, red marrow 1.03; salivary glands, lacrimal glands, adrenals and GI walls at
+# ICRU-46 average soft tissue 1.03, as assigned in the UF hybrid reference phantoms (Lee et al.,
+# Health Phys 2012;102(3), Table 2, doi:10.1097/HP.0b013e318235163f, PMC3859249)]. Lungs and bone have none: a CT lung volume holds
+# air and depends on inspiration, and bone mixes cortical and trabecular bone with marrow; give
+# their masses in kg through ``organ_volumes_l`` instead.
+TISSUE_DENSITY_KG_PER_L = {
+    "kidney": 1.05, "liver": 1.06, "spleen": 1.06, "salivary": 1.03, "lacrimal": 1.03,
+    "red_marrow": 1.03, "brain": 1.04, "heart": 1.05, "prostate": 1.04, "gi": 1.03,
+    "muscle": 1.05, "skin": 1.09, "adipose": 0.95, "adrenals": 1.03, "thyroid": 1.05,
+}
+
+
+def model_volume_l(organ: str, measured_volume_l: float) -> float:
+    """The models' volume (L at 1 kg/L, i.e. the mass in kg) of an organ segmented on CT.
+
+    ``measured_volume_l`` x the organ's ICRU-46 density (:data:`TISSUE_DENSITY_KG_PER_L`):
+    a 0.30 L kidney pair is 0.315 in the model. Pass the result in ``organ_volumes_l``, or
+    give the segmented volumes as ``Physiology.for_patient(..., measured_volumes_l=...)``.
+    """
+    if organ not in ORGANS:
+        raise UnknownNameError(
+            f"organ {organ!r} has no volume in the physiology; known organs: {', '.join(ORGANS)}."
+        )
+    if organ not in TISSUE_DENSITY_KG_PER_L:
+        raise InvalidInputError(
+            f"a segmented volume of {organ!r} cannot be converted (no single tissue density: "
+            f"{'a CT lung volume holds air' if organ == 'lungs' else 'bone mixes mineral and marrow'}); "
+            f"give its mass in kg as organ_volumes_l={{{organ!r}: ...}} instead."
+        )
+    try:
+        v = float(measured_volume_l)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"the measured volume of {organ!r} must be a number (L), got {measured_volume_l!r}."
+        ) from None
+    if not math.isfinite(v) or v <= 0:
+        raise InvalidInputError(
+            f"the measured volume of {organ!r} is {measured_volume_l!r} L; give a positive volume "
+            "in litres (a value in mL is 1000 times too large)."
+        )
+    return v * TISSUE_DENSITY_KG_PER_L[organ]
+
 
 # Reference anthropometrics: ICRP-89 reference adults (73 kg / 176 cm; 60 kg / 163 cm).
 _REFERENCE = {
@@ -97,6 +150,20 @@ K_PS_PER_MIN = {"muscle": 0.02, "liver": 2.0, "spleen": 2.0, "lungs": 2.0, "red_
 KIDNEY_TUBULE_FRACTION = 0.15
 
 
+def _merge_volumes(model_l: Mapping[str, float] | None,
+                   measured_l: Mapping[str, float] | None) -> dict[str, float]:
+    """organ_volumes_l (model convention) plus measured_volumes_l converted to it."""
+    out = dict(model_l or {})
+    for organ, v in dict(measured_l or {}).items():
+        if organ in out:
+            raise InvalidInputError(
+                f"{organ!r} is given both in organ_volumes_l (mass in kg ~ L) and in "
+                "measured_volumes_l (segmented litres); give it once."
+            )
+        out[organ] = model_volume_l(organ, v)
+    return out
+
+
 def _normalise_sex(sex) -> str:
     """'male' or 'female', case and surrounding blanks ignored (as in :mod:`pbpk._labs`)."""
     norm = sex.strip().lower() if isinstance(sex, str) else sex
@@ -124,8 +191,11 @@ class Physiology:
     """A patient's physiology: anthropometrics, haematocrit, GFR and organ volumes.
 
     Use :meth:`reference` for the ICRP-89 reference adult or :meth:`for_patient` for a
-    patient. ``organ_volumes_l`` holds measured volumes (CT/PET segmentation) that replace
-    the scaled reference ones.
+    patient. ``organ_volumes_l`` holds organ volumes that replace the scaled reference ones,
+    in the models' convention: litres at 1 kg/L, i.e. the organ mass in kg (the reference
+    volumes are ICRP-89 masses). Volumes segmented on CT are physical: give them as
+    ``for_patient(..., measured_volumes_l=...)`` or :meth:`with_measured_volumes`, which
+    multiply by the ICRU-46 tissue density (:func:`model_volume_l`; kidney 1.05 kg/L).
     """
 
     sex: str
@@ -154,7 +224,7 @@ class Physiology:
                 ) from None
             if not math.isfinite(fv) or fv <= 0 or fv >= self.weight_kg:
                 raise InvalidInputError(
-                    f"organ_volumes_l[{organ!r}] = {v!r} L is not valid; give a measured volume in "
+                    f"organ_volumes_l[{organ!r}] = {v!r} L is not valid; give the organ's volume in "
                     f"litres, above 0 and below the body weight ({self.weight_kg:g} kg ~ L) "
                     "(e.g. 0.3 for a kidney pair; a value in mL is 1000 times too large)."
                 )
@@ -187,12 +257,15 @@ class Physiology:
         gfr_ml_min: float | None = None,
         haematocrit: float = 0.40,
         organ_volumes_l: Mapping[str, float] | None = None,
+        measured_volumes_l: Mapping[str, float] | None = None,
     ) -> Physiology:
         """A patient's physiology from demographics and labs.
 
         GFR comes from ``gfr_ml_min`` (measured, absolute mL/min) or from serum creatinine
         with its unit (CKD-EPI 2021, de-indexed by the Mosteller BSA); giving both is an
-        error. ``sex`` is 'male' or 'female' in any case.
+        error. ``sex`` is 'male' or 'female' in any case. ``measured_volumes_l`` are organ
+        volumes segmented on CT (physical litres, converted by :func:`model_volume_l`);
+        ``organ_volumes_l`` are already in the models' convention (mass in kg ~ L).
         """
         sex = _normalise_sex(sex)
         if gfr_ml_min is not None and creatinine is not None:
@@ -211,10 +284,15 @@ class Physiology:
             gfr_ml_min = absolute_gfr_ml_min(egfr, bsa_mosteller_m2(height_cm, weight_kg))
         return cls(sex=sex, weight_kg=weight_kg, height_cm=height_cm, age_y=age_y,
                    haematocrit=haematocrit, gfr_ml_min=float(gfr_ml_min),
-                   organ_volumes_l=dict(organ_volumes_l or {}))
+                   organ_volumes_l=_merge_volumes(organ_volumes_l, measured_volumes_l))
 
     def with_organ_volumes(self, **volumes_l: float) -> Physiology:
+        """A copy with organ volumes in the models' convention (mass in kg ~ L)."""
         return dataclasses.replace(self, organ_volumes_l={**self.organ_volumes_l, **volumes_l})
+
+    def with_measured_volumes(self, **volumes_l: float) -> Physiology:
+        """A copy with organ volumes segmented on CT (physical L, see :func:`model_volume_l`)."""
+        return self.with_organ_volumes(**_merge_volumes(None, volumes_l))
 
     # --------------------------------------------------------------- derived quantities
     @property

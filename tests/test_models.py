@@ -139,6 +139,13 @@ def test_measured_volumes_and_labs_change_the_patient():
                                        creatinine_unit="mg/dL",
                                        organ_volumes_l={"kidney": 0.25})
     assert phys.organ_volume_l("kidney") == 0.25
+    # a CT-segmented volume is physical: x ICRU-46 kidney density 1.05 kg/L -> 0.2625 (mass, kg)
+    seg = pbpk.Physiology.for_patient("male", 90.0, 180.0, 70.0, gfr_ml_min=80.0,
+                                      measured_volumes_l={"kidney": 0.25, "liver": 1.5})
+    assert seg.organ_volume_l("kidney") == pytest.approx(0.2625, rel=1e-12)
+    assert seg.organ_volume_l("liver") == pytest.approx(1.59, rel=1e-12)
+    assert seg.with_measured_volumes(spleen=0.2).organ_volume_l("spleen") == pytest.approx(0.212)
+    assert pbpk.model_volume_l("salivary", 0.07) == pytest.approx(0.0721)
     # CKD-EPI 2021 by hand: male 70 y, 1.2 mg/dL -> 142 x (1.2/0.9)^-1.200 x 0.9938^70
     # = 142 x 0.70808 x 0.64705 = 65.06 mL/min/1.73 m2; Mosteller BSA sqrt(180 x 90 / 3600)
     # = 2.12132 m2 -> 65.06 x 2.12132 / 1.73 = 79.78 mL/min
@@ -164,6 +171,15 @@ def test_measured_volumes_and_labs_change_the_patient():
           organ_volumes_l={"kidneys": 0.3}), pbpk.UnknownNameError, "known organs"),
     (dict(sex="male", weight_kg=80, height_cm=180, age_y=60, gfr_ml_min=90,
           organ_volumes_l={"kidney": 0.0}), pbpk.InvalidInputError, "kidney"),
+    (dict(sex="male", weight_kg=80, height_cm=180, age_y=60, gfr_ml_min=90,
+          measured_volumes_l={"lungs": 3.5}), pbpk.InvalidInputError, "air"),
+    (dict(sex="male", weight_kg=80, height_cm=180, age_y=60, gfr_ml_min=90,
+          measured_volumes_l={"kidney": -0.3}), pbpk.InvalidInputError, "positive"),
+    (dict(sex="male", weight_kg=80, height_cm=180, age_y=60, gfr_ml_min=90,
+          measured_volumes_l={"kidney": 300.0}), pbpk.InvalidInputError, "mL"),
+    (dict(sex="male", weight_kg=80, height_cm=180, age_y=60, gfr_ml_min=90,
+          organ_volumes_l={"kidney": 0.3}, measured_volumes_l={"kidney": 0.28}),
+     pbpk.InvalidInputError, "once"),
 ])
 def test_physiology_bad_inputs(kwargs, error, text):
     sex = kwargs.pop("sex")

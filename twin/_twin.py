@@ -182,7 +182,8 @@ def _dose_operator(model: pbpk.PBPKModel, body_regions: Sequence[str], sex: str)
 
     body_regions = tuple(body_regions)
     # tumour volumes are physical volumes (mass at the sphere model's 1.04 kg/L); the models'
-    # organ volumes are ICRP-89 reference masses at 1 kg/L
+    # organ volumes are masses at 1 kg/L (ICRP-89 reference masses, or segmented volumes x
+    # ICRU-46 density, pbpk.model_volume_l)
     tumours = {r: dose.tumour_mass_kg(model.organ_volumes_l[r]) for r in body_regions
                if r.startswith("tumour") and model.organ_volumes_l.get(r, 0.0) > 0}
     masses = {MIRD_REGIONS[r]: float(model.organ_volumes_l[r])
@@ -612,7 +613,7 @@ class Twin:
                                  "twin needs at least one to plan a therapy.")
         organs = {r: float(vol_l[r]) for r in ("kidney", "liver", "spleen", "salivary", "lacrimal")
                   if r in vol_l.index}
-        phys = labs.physiology(organ_volumes_l=organs)
+        phys = labs.physiology(measured_volumes_l=organs)  # x tissue density: model volumes
         model = _build_model(imaging_agent, phys, [float(vol_l[r]) for r in lesions])
         if regions is None:
             regions = [r for r in (*_FIT_REGIONS, *lesions) if r in vol_l.index and r in model.regions]
@@ -887,9 +888,10 @@ class Twin:
             if r in pred.body_regions:
                 j = pred.body_regions.index(r)
                 share = 1.0
-                if r == "red_marrow":  # the mask is part of the marrow (model volume)
+                if r == "red_marrow":  # the mask is part of the marrow (model volume: kg ~ L)
                     vol_ml = float(vo["masks"][r].sum()) * float(np.prod(vo["spacing"])) / 1000.0
-                    share = min(1.0, vol_ml / 1000.0 / self.therapy_model.organ_volumes_l["red_marrow"])
+                    share = min(1.0, vol_ml / 1000.0 * pbpk.TISSUE_DENSITY_KG_PER_L["red_marrow"]
+                                / self.therapy_model.organ_volumes_l["red_marrow"])
                 out[:, k] = tia[:, j] * share
                 used += out[:, k]
         if "remainder_of_body" in vo["regions"]:

@@ -15,9 +15,9 @@ def test_anatomy_labs_ct(phantom_clean):
     assert set(ph.masks.names) == STRUCTURES
     assert ph.geometry.spacing == (6.0, 6.0, 6.0)
     gt = ph.ground_truth
-    # measured organ volumes are the ones the pbpk physiology used
+    # the pbpk physiology used the segmented volumes x ICRU-46 kidney density 1.05 kg/L
     kid = (gt["structure_volume_ml"]["kidney_left"] + gt["structure_volume_ml"]["kidney_right"]) / 1000
-    assert gt["physiology"]["organ_volumes_l"]["kidney"] == pytest.approx(kid)
+    assert gt["physiology"]["organ_volumes_l"]["kidney"] == pytest.approx(1.05 * kid)
     # CT: air outside, soft tissue ~40 HU in the body, marrow brighter
     ct = ph.ct_hu
     assert ct.dtype == np.float32
@@ -76,9 +76,11 @@ def test_write_and_load_round_trip(tmp_path, phantom_clean):
     t = pat.uptake(0)
     assert t.loc["liver", "activity_mbq"] == pytest.approx(
         gt["frames"][0]["structure_activity_mbq"]["liver"], rel=1e-5)
-    assert pat.organ_volumes_l()["kidney"] == pytest.approx(gt["physiology"]["organ_volumes_l"]["kidney"])
+    # segmented volumes are physical; the model's are mass-equivalent: x ICRU-46 density
+    # (kidney 1.05, liver 1.06 kg/L)
+    assert gt["physiology"]["organ_volumes_l"]["kidney"] == pytest.approx(1.05 * pat.organ_volumes_l()["kidney"])
     assert len(pat.lesion_volumes_l()) == 2
-    assert pat.physiology().organ_volume_l("liver") == pytest.approx(pat.organ_volumes_l()["liver"])
+    assert pat.physiology().organ_volume_l("liver") == pytest.approx(1.06 * pat.organ_volumes_l()["liver"])
 
 
 def test_write_failure_leaves_nothing(tmp_path, phantom_clean, monkeypatch):

@@ -183,3 +183,13 @@ def test_lesion_dose_uses_the_sphere_models_density(twin):
     v_l = twin.therapy_model.organ_volumes_l["tumour1"]
     hand = tia * 3.6e9 * 0.1479 * 1.602176634e-13 / (v_l * 1.04)
     np.testing.assert_allclose(pred.draws("dose_gy", "tumour1")[0], hand, rtol=2e-3)
+
+
+def test_segmented_organ_mass_uses_the_tissue_density(twin, phantom):
+    """The kidney masks are segmented (physical) volumes: the twin's kidney is V x 1.05 kg/L
+    (ICRU-46 adult kidney), and the liver V x 1.06. Before, the mass was V x 1 kg/L and a CT
+    kidney's dose about 5 % high."""
+    seg_l = phantom.masks.volume_ml("kidney_left") / 1000 + phantom.masks.volume_ml("kidney_right") / 1000
+    assert twin.therapy_model.organ_volumes_l["kidney"] == pytest.approx(1.05 * seg_l, rel=1e-12)
+    assert twin.therapy_model.organ_volumes_l["liver"] == pytest.approx(
+        1.06 * phantom.masks.volume_ml("liver") / 1000, rel=1e-12)

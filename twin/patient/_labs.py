@@ -253,15 +253,21 @@ class Labs:
         return float(pbpk.egfr_ckd_epi_2021(self.creatinine_mg_dl, "mg/dL", self.age_y, self.sex))
 
     def physiology(self, organ_volumes_l: Mapping[str, float] | None = None,
-                   gfr_ml_min: float | None = None) -> pbpk.Physiology:
-        """The :class:`pbpk.Physiology` of this patient (GFR from creatinine unless given)."""
+                   gfr_ml_min: float | None = None, *,
+                   measured_volumes_l: Mapping[str, float] | None = None) -> pbpk.Physiology:
+        """The :class:`pbpk.Physiology` of this patient (GFR from creatinine unless given).
+
+        ``measured_volumes_l``: organ volumes segmented on CT (physical L, e.g.
+        :meth:`twin.patient.Patient.organ_volumes_l`); ``organ_volumes_l``: volumes already in
+        the models' convention (mass in kg ~ L), see :func:`pbpk.model_volume_l`.
+        """
         if gfr_ml_min is None and self.creatinine_mg_dl is None:
             raise LabRangeError("creatinine is missing: give it (with its unit) or a measured gfr_ml_min.")
         return pbpk.Physiology.for_patient(
             self.sex, self.weight_kg, self.height_cm, self.age_y,
             creatinine=None if gfr_ml_min is not None else self.creatinine_mg_dl,
             creatinine_unit="mg/dL", gfr_ml_min=gfr_ml_min, haematocrit=self.haematocrit,
-            organ_volumes_l=organ_volumes_l)
+            organ_volumes_l=organ_volumes_l, measured_volumes_l=measured_volumes_l)
 
 
 @dataclass

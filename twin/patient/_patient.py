@@ -50,7 +50,10 @@ class Patient:
         return organ_uptake(self.frames[frame], self.masks, fwhm_mm=fwhm_mm, **kwargs)
 
     def organ_volumes_l(self) -> dict[str, float]:
-        """Measured volumes (L) of the pbpk organs present in the masks (kidney, liver, ...)."""
+        """Segmented (physical) volumes, L, of the pbpk organs in the masks (kidney, liver, ...).
+
+        :meth:`physiology` converts them to the models' mass-equivalent volumes
+        (:func:`pbpk.model_volume_l`)."""
         out: dict[str, float] = {}
         for name in self.masks.names:
             reg = region_of(name)
@@ -65,10 +68,10 @@ class Patient:
         return tuple(self.masks.volume_ml(n) / 1000.0 for n in names)
 
     def physiology(self, **kwargs) -> pbpk.Physiology:
-        """pbpk physiology from the labs with the measured organ volumes."""
+        """pbpk physiology from the labs with the segmented organ volumes (x tissue density)."""
         if self.labs is None:
             raise InvalidInputError("this patient has no labs; load them with load_patient(..., labs=...).")
-        return self.labs.physiology(organ_volumes_l=self.organ_volumes_l(), **kwargs)
+        return self.labs.physiology(measured_volumes_l=self.organ_volumes_l(), **kwargs)
 
 
 def load_patient(

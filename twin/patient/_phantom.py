@@ -2,9 +2,10 @@
 
 The anatomy is built from ellipsoids and cylinders in millimetres (x: right->left, y:
 anterior->posterior, z: feet->head), rasterised on the chosen grid. The measured voxel
-volumes of kidneys, liver, spleen, salivary and lacrimal glands and tumours are passed to the
-pbpk physiology, so the activity the model puts in a region is exactly the activity painted
-into its mask. Red marrow is a partial region (lumbar spine): it gets the model's red-marrow
+volumes of kidneys, liver, spleen, salivary and lacrimal glands (painted at the ICRP-89
+reference mass over the ICRU-46 density, and converted back by ``pbpk.model_volume_l``) and
+tumours are passed to the pbpk physiology, so the activity the model puts in a region is
+exactly the activity painted into its mask. Red marrow is a partial region (lumbar spine): it gets the model's red-marrow
 concentration. The rest of the model's body activity is spread uniformly over the body
 remainder (and over structures the model has no region for, e.g. the salivary glands in the
 SSTR model); urine fills the bladder (no voiding).
@@ -255,11 +256,15 @@ def make_phantom(
         labels[sel] = lab_id
         table[lab_id] = name
 
-    vols = {"kidney": ref.organ_volume_l("kidney") * 500.0, "liver": ref.organ_volume_l("liver") * 1000.0,
-            "spleen": ref.organ_volume_l("spleen") * 1000.0,
-            "parotid": ref.organ_volume_l("salivary") * 500.0 * _PAROTID_FRACTION,
-            "submandibular": ref.organ_volume_l("salivary") * 500.0 * (1 - _PAROTID_FRACTION),
-            "lacrimal": ref.organ_volume_l("lacrimal") * 500.0, "bladder": _BLADDER_ML}
+    # physical volumes (mL): the reference masses over the ICRU-46 densities, so that the
+    # segmented volumes x density (pbpk.model_volume_l) give back the reference masses
+    def phys_ml(organ, share=1.0):
+        return ref.organ_volume_l(organ) * 1000.0 * share / pbpk.TISSUE_DENSITY_KG_PER_L[organ]
+
+    vols = {"kidney": phys_ml("kidney", 0.5), "liver": phys_ml("liver"), "spleen": phys_ml("spleen"),
+            "parotid": phys_ml("salivary", 0.5 * _PAROTID_FRACTION),
+            "submandibular": phys_ml("salivary", 0.5 * (1 - _PAROTID_FRACTION)),
+            "lacrimal": phys_ml("lacrimal", 0.5), "bladder": _BLADDER_ML}
     # red marrow: lumbar/thoracic spine column behind the kidneys
     marrow = ((X / 16.0) ** 2 + ((Y - 85.0) / 16.0) ** 2 <= 1) & (Z >= 250) & (Z <= 600)
     paint("red_marrow", marrow)
@@ -310,7 +315,7 @@ def make_phantom(
         return sum(v for n, v in vol_ml.items() if region_of(n) == region) / 1000.0
 
     organ_vols = {o: region_vol_l(o) for o in ("kidney", "liver", "spleen", "salivary", "lacrimal")}
-    phys = lab.physiology(organ_volumes_l=organ_vols)
+    phys = lab.physiology(measured_volumes_l=organ_vols)
     family, ligand = AGENTS[agent]
     lesion_l = tuple(vol_ml[f"tumour{i + 1}"] / 1000.0 for i in range(len(tv)))
     if family == "psma":
@@ -332,7 +337,7 @@ def make_phantom(
             continue
         share = vol_ml[n] / 1000.0 / region_vol_l(reg) if reg not in ("red_marrow", "urine") else 1.0
         if reg == "red_marrow":
-            share = min(1.0, vol_ml[n] / 1000.0 / marrow_model_l)
+            share = min(1.0, pbpk.model_volume_l("red_marrow", vol_ml[n] / 1000.0) / marrow_model_l)
         structure_mbq[n] = act[:, regions.index(reg)] * share
     body_total = act[:, [regions.index(r) for r in result.body_regions]].sum(axis=1)
     in_organs = sum(structure_mbq[n] for n, reg in mask_regions.items()
