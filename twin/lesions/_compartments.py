@@ -27,6 +27,7 @@ from twin.patient._errors import (
     UnknownLabelError,
 )
 from twin.patient._io import Masks
+from twin.patient._uptake import region_of
 
 if TYPE_CHECKING:
     import pandas
@@ -34,8 +35,15 @@ if TYPE_CHECKING:
 __all__ = ["TumourCompartments", "merge_tumour_masks", "tumour_compartments"]
 
 _log = logging.getLogger(__name__)
-_TUMOUR_NAME = re.compile(r"tumour(\d+|_rest)")
 _BODY_ONLY = ("body",)  # default of merge_tumour_masks(overwrite=); 'body' may be absent
+_TUMOUR_REGION = re.compile(r"tumour(\d+|_rest)")
+
+
+def _is_tumour(name: str) -> bool:
+    """A tumour structure, spelled as :func:`twin.patient.region_of` accepts it (``tumor1``,
+    ``Tumour1``, ``tumour_rest`` ...)."""
+    region = region_of(name)
+    return region is not None and _TUMOUR_REGION.fullmatch(region) is not None
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,7 +134,8 @@ def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tum
     Tumour voxels may only take voxels that are unlabelled or in a structure named in
     ``overwrite`` (default: the ``body`` remainder); overlap with another structure raises
     :class:`twin.patient.OverlappingLabelsError`. Masks that already hold tumour structures
-    (``tumourN``, ``tumour_rest``) raise :class:`twin.patient.LabelTableError` unless
+    (``tumourN``, ``tumour_rest``, in any spelling :func:`twin.patient.region_of` maps to them,
+    such as ``tumor1`` or ``Tumour1``) raise :class:`twin.patient.LabelTableError` unless
     ``replace_tumours=True``, which drops them first (their voxels go to ``body`` if present).
     A name in ``overwrite`` other than ``body`` that is not a structure of ``masks`` raises
     :class:`twin.patient.UnknownLabelError` (a ``KeyError``) listing the structures.
@@ -159,7 +168,7 @@ def merge_tumour_masks(masks: Masks, tumours: TumourCompartments, *, replace_tum
             f"{', '.join(masks.names)}.")
     labels = np.array(masks.labels, dtype=np.int16, copy=True)
     table = dict(masks.label_table)
-    old = [k for k, n in table.items() if _TUMOUR_NAME.fullmatch(n)]
+    old = [k for k, n in table.items() if _is_tumour(n)]
     if old and not replace_tumours:
         raise LabelTableError(
             f"the masks already hold tumour structure(s) {', '.join(table[k] for k in old)}; pass "

@@ -36,6 +36,7 @@ from twin.patient._errors import (
     UnknownLabelError,
 )
 from twin.patient._io import ActivityImage, Geometry, Masks
+from twin.patient._uptake import _normalised_name, region_of
 
 if TYPE_CHECKING:
     import pandas
@@ -46,7 +47,10 @@ __all__ = ["PHYSIOLOGICAL_UPTAKE", "AdaptiveThreshold", "FixedThreshold", "Lesio
 _log = logging.getLogger(__name__)
 
 #: Structure names (TotalSegmentator-style and ``twin.patient`` phantom names) excluded by
-#: default: organs with physiological PSMA/SSTR uptake or excretion. Liver metastases are lost
+#: default: organs with physiological PSMA/SSTR uptake or excretion. Names are compared as
+#: :func:`twin.patient.region_of` compares them (case, spaces and hyphens do not matter:
+#: ``"Kidney Left"`` is ``kidney_left``), and any structure whose pbpk region is kidney, urine
+#: (bladder), salivary, lacrimal, liver or spleen is excluded too. Liver metastases are lost
 #: when the liver is excluded; pass ``exclude=`` explicitly for such patients.
 PHYSIOLOGICAL_UPTAKE = frozenset({
     "kidney", "kidney_left", "kidney_right", "kidneys",
@@ -59,6 +63,14 @@ PHYSIOLOGICAL_UPTAKE = frozenset({
     "liver", "spleen",
     "bowel", "small_bowel", "colon", "duodenum", "gi", "intestine", "stomach",
 })
+
+#: pbpk regions (:func:`twin.patient.region_of`) of physiological uptake, excluded by default.
+_PHYSIOLOGICAL_REGIONS = frozenset({"kidney", "urine", "salivary", "lacrimal", "liver", "spleen"})
+
+
+def _physiological(name: str) -> bool:
+    return _normalised_name(name) in PHYSIOLOGICAL_UPTAKE or region_of(name) in _PHYSIOLOGICAL_REGIONS
+
 
 _TABLE_COLUMNS = ("n_voxels", "volume_ml", "suv_mean", "suv_max", "activity_mbq", "percent_ia",
                   "tlu_suv_ml", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "threshold_suv",
@@ -315,7 +327,7 @@ def _excluded_names(masks: Masks | None, exclude) -> tuple[str, ...]:
         return ()
     if isinstance(exclude, str):
         if exclude == "physiological":
-            return () if masks is None else tuple(n for n in masks.names if n in PHYSIOLOGICAL_UPTAKE)
+            return () if masks is None else tuple(n for n in masks.names if _physiological(n))
         exclude = (exclude,)
     if not isinstance(exclude, Iterable):
         raise LesionParameterError(f"exclude = {exclude!r}; give 'physiological', None or structure names.")
@@ -377,10 +389,15 @@ def segment_lesions(
         :class:`PercentOfMax`, :class:`AdaptiveThreshold` with its own thresholds.
     min_volume_ml: lesions smaller than this are dropped (counted in ``n_rejected_small``).
     exclude: ``"physiological"`` (default: the structures of the masks named in
-        :data:`PHYSIOLOGICAL_UPTAKE`), ``None`` (nothing) or structure names.
+        :data:`PHYSIOLOGICAL_UPTAKE`, compared as :func:`twin.patient.region_of` compares names,
+        so ``"Kidney Left"`` counts), ``None`` (nothing) or structure names.
     exclude_margin_mm: also exclude voxels within this distance (mm) of an excluded structure:
-        one number for all, or ``{name: mm}`` (others 0). About one PET FWHM removes the
-        spill-out halo of hot organs (bladder, kidneys); it also trims lesions touching them.
+        one number for all, or ``{name: mm}`` (others 0). The blur halo of an organ reaches
+        further the hotter the organ is relative to ``seed_suv``: about one PET FWHM is enough
+        for moderately hot organs such as the kidneys, but very hot ones such as the bladder
+        need 1.5-2 FWHM (on ``twin.patient.default_patient()``, FWHM 5 mm and bladder SUVmean
+        51, a 5 mm margin leaves 8 halo fragments as false lesions, 7.5 and 10 mm none). A
+        margin also trims lesions touching these organs (flagged ``touches_excluded``).
     connectivity: 26 (face, edge and corner neighbours) or 6 (face neighbours only).
     """
     m = _method(method)

@@ -31,6 +31,7 @@ from twin.patient._errors import (
     NonFiniteVoxelError,
     OverlappingLabelsError,
     PatientDataError,
+    PatientParameterError,
     PhantomParameterError,
     ScanTimeError,
     UnknownLabelError,
@@ -54,6 +55,7 @@ from twin.patient._labs import LAB_RANGES, LAB_UNITS, Labs, read_labs
 from twin.patient._patient import Patient, load_patient
 from twin.patient._phantom import AGENTS, Phantom, default_patient, make_phantom
 from twin.patient._uptake import (
+    LARGE_ORGAN_REGIONS,
     STRUCTURE_REGIONS,
     intra_organ_distribution,
     organ_uptake,
@@ -64,6 +66,8 @@ from twin.patient._uptake import (
 
 __all__ = [
     "ACTIVITY_UNITS",
+    "LARGE_ORGAN_REGIONS",
+    "PatientParameterError",
     "AGENTS",
     "DEFAULT_MAX_BYTES",
     "LAB_RANGES",

@@ -12,7 +12,8 @@ __all__ = [
     "CorruptFileError", "EmptyMaskError", "GeometryMismatchError", "ImageDimensionError",
     "ImageTooLargeError", "LabRangeError", "LabUnitError", "LabelTableError",
     "MissingInjectedActivityError", "NegativeActivityError", "NonFiniteVoxelError",
-    "OverlappingLabelsError", "PatientDataError", "PhantomParameterError", "ScanTimeError",
+    "OverlappingLabelsError", "PatientDataError", "PatientParameterError", "PhantomParameterError",
+    "ScanTimeError",
     "UnknownLabelError", "UnknownSexError",
 ]
 
@@ -81,6 +82,11 @@ class LabRangeError(PatientDataError, InvalidInputError):
 
 class UnknownSexError(PatientDataError, InvalidInputError):
     """The sex code is not one of the accepted codes."""
+
+
+class PatientParameterError(PatientDataError, InvalidInputError):
+    """An argument of a ``twin.patient`` reader or uptake function is of the wrong kind or out of
+    range (e.g. a negative or NaN ``fwhm_mm`` or structure volume, a bad ``spacing_mm``)."""
 
 
 class PhantomParameterError(PatientDataError, InvalidInputError):

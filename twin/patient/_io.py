@@ -7,9 +7,12 @@ A :class:`Geometry` carries size (x, y, z), spacing (mm), origin (mm) and direct
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import logging
 import math
+import struct
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +34,7 @@ from twin.patient._errors import (
     NegativeActivityError,
     NonFiniteVoxelError,
     OverlappingLabelsError,
+    PatientParameterError,
     ScanTimeError,
     UnknownLabelError,
 )
@@ -178,11 +182,82 @@ def _check_not_truncated(path: Path, h: sitk.ImageFileReader) -> None:
         )
 
 
+#: NIfTI datatype codes of float voxels: numpy dtype character.
+_NIFTI_FLOAT = {16: "f4", 64: "f8"}
+
+
+def _nifti_float_layout(path: Path):
+    """(dtype, data offset, x-y-z size) of a single-file float NIfTI-1/-2 image, else None."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(544)
+    if len(head) < 348:
+        return None
+    for order in "<>":
+        n = struct.unpack(order + "i", head[:4])[0]
+        if n == 348 and head[344:347] == b"n+1":
+            dim = struct.unpack(order + "8h", head[40:56])
+            code = struct.unpack(order + "h", head[70:72])[0]
+            offset = int(struct.unpack(order + "f", head[108:112])[0])
+            break
+        if n == 540 and len(head) >= 544 and head[4:7] == b"n+2":
+            code = struct.unpack(order + "h", head[12:14])[0]
+            dim = struct.unpack(order + "8q", head[16:80])
+            offset = struct.unpack(order + "q", head[168:176])[0]
+            break
+    else:
+        return None  # not a single-file NIfTI (e.g. an .hdr/.img pair): nothing checked
+    if code not in _NIFTI_FLOAT or not 1 <= dim[0] <= 7:
+        return None
+    size = tuple(max(1, int(d)) for d in dim[1:4])
+    return np.dtype(order + _NIFTI_FLOAT[code]), max(int(offset), n + 4), size
+
+
+def _check_nifti_finite(path: Path, what: str) -> None:
+    """Refuse NaN/Inf voxels in a float NIfTI file.
+
+    SimpleITK (ITK 5.4 NiftiImageIO) reads NaN and infinite NIfTI voxels as 0, so they cannot be
+    seen in the loaded image (fixed upstream, ITK PR #6683); the raw float data are scanned here
+    in chunks instead.
+    """
+    layout = _nifti_float_layout(path)
+    if layout is None:
+        return
+    dtype, offset, size = layout
+    chunk = (64 * 2**20 // dtype.itemsize) * dtype.itemsize
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    n_bad, first, start = 0, None, 0
+    with opener(path, "rb") as fh:
+        fh.seek(offset)
+        while True:
+            buf = fh.read(chunk)
+            buf = buf[: len(buf) - len(buf) % dtype.itemsize]
+            if not buf:
+                break
+            bad = ~np.isfinite(np.frombuffer(buf, dtype=dtype))
+            if bad.any():
+                n_bad += int(bad.sum())
+                if first is None:
+                    first = start + int(np.argmax(bad))
+            start += len(buf) // dtype.itemsize
+    if n_bad:
+        nx, ny, nz = size
+        where = ""
+        if first < nx * ny * nz:
+            where = f" (first at index (z, y, x) {(first // (nx * ny), first // nx % ny, first % nx)})"
+        raise NonFiniteVoxelError(
+            f"{what} {str(path)!r} holds {n_bad} NaN/infinite voxel(s){where}; SimpleITK would read "
+            "them as 0. Fix the reconstruction or replace them (e.g. numpy.nan_to_num) before "
+            "loading."
+        )
+
+
 def read_image(path, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "image") -> sitk.Image:
     """Read a 3-D image (NIfTI, NRRD, MHA, ... or a DICOM series folder).
 
     The header is read first: an image that would need more than ``max_bytes`` as float32 is
-    refused before its voxels are loaded.
+    refused before its voxels are loaded. NaN/infinite voxels of a float NIfTI file (``.nii``,
+    ``.nii.gz``) raise :class:`NonFiniteVoxelError` (SimpleITK itself would read them as 0).
     """
     path = Path(path)
     if not path.exists():
@@ -219,6 +294,8 @@ def read_image(path, *, max_bytes: int = DEFAULT_MAX_BYTES, what: str = "image")
         raise CorruptFileError(f"cannot read the voxels of {what} {str(path)!r} ({str(exc).strip()[-200:]}); "
                                "the file looks truncated or corrupt.") from None
     _check_scalar(img, f"{what} {str(path)!r}")
+    if len(files) == 1 and path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_finite(path, what)
     if img.GetDimension() != 3 or min(img.GetSize()) < 2:
         raise ImageDimensionError(
             f"{what} {str(path)!r} has size {img.GetSize()}; a 3-D scalar volume with at least 2 voxels "
@@ -244,10 +321,14 @@ def _check_scalar(img: sitk.Image, what: str) -> None:
         )
 
 
-def _as_sitk(image, what: str, max_bytes: int) -> sitk.Image:
+def _as_sitk(image, what: str, max_bytes: int, reference: Geometry | None = None) -> sitk.Image:
     """A path, SimpleITK image or numpy (z, y, x) array as a 3-D scalar SimpleITK image.
 
     Boolean arrays (e.g. ``mask > 0``) become uint8 (SimpleITK has no boolean pixel type).
+    A numpy array carries no geometry: with a ``reference`` grid (the PET's) it takes that grid's
+    spacing, origin and direction, and must have its shape (it is never resampled: it is a
+    voxel-for-voxel copy of the grid it was made on); without one it gets SimpleITK's default
+    geometry (1 mm voxels, origin 0).
     """
     if isinstance(image, sitk.Image):
         _check_scalar(image, what)
@@ -268,6 +349,16 @@ def _as_sitk(image, what: str, max_bytes: int) -> sitk.Image:
                 f"{what} has complex voxels ({image.dtype}); the image must be scalar, one real "
                 "component per voxel: give the real-valued volume (e.g. numpy.abs or .real)."
             )
+        if reference is not None:
+            if tuple(image.shape) != tuple(reference.shape):
+                raise GeometryMismatchError(
+                    f"{what} is a numpy array of shape (z, y, x) {tuple(image.shape)}, but the PET grid "
+                    f"has shape {tuple(reference.shape)}. A numpy array carries no spacing or origin, so "
+                    "it is taken voxel for voxel on the PET grid and cannot be resampled. Give an array "
+                    "made on the PET grid, or pass an image file or a SimpleITK image that carries its "
+                    "own spacing and origin (then resample=True resamples it)."
+                )
+            return reference.to_image(image)
         if image.dtype == bool:  # e.g. a `mask > 0` array; SimpleITK has no boolean pixel type
             image = image.astype(np.uint8)
         return sitk.GetImageFromArray(image, isVector=False)
@@ -398,6 +489,38 @@ def _hours(value) -> float:
     return h
 
 
+def _grid_triple(name: str, value, *, spacing: bool) -> tuple[float, float, float]:
+    hint = ("the voxel size in mm, one number or (x, y, z), e.g. 4.0 or (4.0, 4.0, 3.0)" if spacing
+            else "the position of the first voxel in mm, (x, y, z), e.g. (-300.0, -300.0, 0.0)")
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise PatientParameterError(f"{name} = {value!r}; give {hint}.")
+    try:
+        vals = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise PatientParameterError(f"{name} = {value!r} is not numeric; give {hint}.") from None
+    if spacing and vals.ndim == 0:
+        vals = np.repeat(vals, 3)
+    if vals.shape != (3,) or not np.all(np.isfinite(vals)) or (spacing and not np.all(vals > 0)):
+        raise PatientParameterError(f"{name} = {value!r}; give {hint}"
+                                    f"{' (finite, > 0)' if spacing else ' (finite)'}.")
+    return tuple(float(v) for v in vals)
+
+
+def _array_geometry(img: sitk.Image, spacing_mm, origin_mm) -> sitk.Image:
+    """Give an image made from a numpy array its spacing and origin (warn if no spacing)."""
+    if spacing_mm is None:
+        warnings.warn(
+            "the activity image is a numpy array without spacing_mm: 1 mm voxels are assumed, so "
+            "volumes, activities (MBq) and %IA are those of 1 mm3 voxels. Pass spacing_mm=(x, y, z) "
+            "in mm (and origin_mm), or load the image file / a SimpleITK image, which carry their "
+            "geometry.", UserWarning, stacklevel=3)
+    else:
+        img.SetSpacing(_grid_triple("spacing_mm", spacing_mm, spacing=True))
+    if origin_mm is not None:
+        img.SetOrigin(_grid_triple("origin_mm", origin_mm, spacing=False))
+    return img
+
+
 def load_activity_image(
     image,
     *,
@@ -411,6 +534,8 @@ def load_activity_image(
     decay_corrected: bool = False,
     allow_negative: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    spacing_mm=None,
+    origin_mm=None,
 ) -> ActivityImage:
     """Load a PET/SPECT frame and convert it to Bq/mL at scan time.
 
@@ -418,8 +543,22 @@ def load_activity_image(
     ``"Bq/mL"``, ``"kBq/mL"``, ``"MBq/mL"`` or ``"SUV"`` (body weight SUV of the decay-corrected
     concentration; needs ``injected_activity_mbq`` and ``weight_kg``). The time is
     ``hours_after_injection`` or ``injection_time`` and ``scan_time`` (datetime / ISO string).
-    ``decay_corrected=True`` says the stored values are decay-corrected to injection (as most
-    scanners store them); they are converted back to activity at scan time.
+
+    ``decay_corrected``: leave it False (default) when the stored values are the activity at the
+    scan time: DICOM PET with DecayCorrection = START (decay-corrected to the acquisition start,
+    i.e. the scan time, as most scanners store them) or NONE; give the acquisition start as the
+    scan time. Set it True only when the values are decay-corrected to the injection time
+    (DecayCorrection = ADMIN); they are then converted back to activity at scan time.
+
+    ``spacing_mm`` and ``origin_mm``: the voxel size and the position of the first voxel, in the
+    (x, y, z) order of SimpleITK (the array itself is (z, y, x)), for a numpy array only (files
+    and SimpleITK images carry their own). ``spacing_mm`` is one number (isotropic) or three; an
+    array without it is read with 1 mm voxels, with a warning: volumes, MBq and %IA all scale
+    with the voxel volume.
+
+    NaN or infinite voxels raise :class:`NonFiniteVoxelError`. SimpleITK (ITK 5.4) reads NaN/Inf
+    voxels of NIfTI files as 0 (fixed upstream in ITK PR #6683); float NIfTI files (``.nii``,
+    ``.nii.gz``) are therefore scanned for them separately. Other formats keep NaN as NaN.
     """
     if unit not in ACTIVITY_UNITS:
         raise UnitError(f"unit = {unit!r} is not accepted; use one of {', '.join(ACTIVITY_UNITS)}.")
@@ -438,11 +577,22 @@ def load_activity_image(
         if v is not None and not _positive_number(v):
             raise MissingInjectedActivityError(f"{name} = {v!r} must be a positive number.")
     if unit == "SUV" and (injected_activity_mbq is None or weight_kg is None):
+        missing = [n for n, v in (("injected_activity_mbq", injected_activity_mbq),
+                                  ("weight_kg", weight_kg)) if v is None]
         raise MissingInjectedActivityError(
-            "the image is in SUV but injected_activity_mbq and/or weight_kg is missing; both are "
-            "needed to convert SUV to Bq/mL."
+            f"the image is in SUV but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+            "missing; the injected activity (MBq) and the body weight (kg) are both needed to "
+            "convert SUV to Bq/mL: give them as injected_activity_mbq=... and weight_kg=..."
         )
     img = _as_sitk(image, "activity image", max_bytes)
+    if isinstance(image, np.ndarray):
+        img = _array_geometry(img, spacing_mm, origin_mm)
+    elif spacing_mm is not None or origin_mm is not None:
+        raise PatientParameterError(
+            f"spacing_mm/origin_mm are for a numpy array only; this {type(image).__name__} carries its "
+            f"own geometry (spacing {img.GetSpacing()} mm, origin {img.GetOrigin()} mm). Drop them, or "
+            "change the image's geometry with SimpleITK (image.SetSpacing / SetOrigin) first."
+        )
     what = "activity image" if not isinstance(image, (str, Path)) else f"activity image {str(image)!r}"
     arr = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
     arr = _check_activity(arr, what, allow_negative)
@@ -553,7 +703,11 @@ def load_masks(source, label_table=None, *, reference: Geometry | sitk.Image | N
     """Load masks: a label map (path/image/array) with a label table, or {name: mask file}.
 
     With ``reference`` (the PET grid) the masks must be on that grid; ``resample=True``
-    resamples them onto it by nearest neighbour instead (logged).
+    resamples them onto it by nearest neighbour instead (logged). A numpy array (label map or
+    mask) carries no geometry: with ``reference`` it is taken voxel for voxel on the PET grid and
+    must have the PET's (z, y, x) shape (otherwise :class:`GeometryMismatchError`; it is never
+    resampled); without ``reference`` it gets 1 mm voxels at origin 0. Masks on another grid
+    must come as an image file or a SimpleITK image carrying their spacing and origin.
     """
     ref = Geometry.of(reference) if isinstance(reference, sitk.Image) else reference
 
@@ -578,7 +732,7 @@ def load_masks(source, label_table=None, *, reference: Geometry | sitk.Image | N
         geo0 = None
         for i, (name, src) in enumerate(source.items(), start=1):
             what = f"mask {name!r}"
-            img = on_grid(_as_sitk(src, what, max_bytes), what)
+            img = on_grid(_as_sitk(src, what, max_bytes, ref), what)
             geo = Geometry.of(img)
             if geo0 is None:
                 geo0 = geo
@@ -601,7 +755,7 @@ def load_masks(source, label_table=None, *, reference: Geometry | sitk.Image | N
     if label_table is None:
         raise LabelTableError("a label map needs its label table ({label: name} dict, CSV or JSON).")
     table = _read_label_table(label_table)
-    img = on_grid(_as_sitk(source, "label map", max_bytes), "label map")
+    img = on_grid(_as_sitk(source, "label map", max_bytes, ref), "label map")
     arr = sitk.GetArrayFromImage(img)
     if np.issubdtype(arr.dtype, np.floating) and (
             not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr))):

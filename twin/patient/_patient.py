@@ -11,7 +11,12 @@ import SimpleITK as sitk
 
 import pbpk
 from pbpk._errors import InvalidInputError
-from twin.patient._errors import GeometryMismatchError, ScanTimeError
+from twin.patient._errors import (
+    GeometryMismatchError,
+    MissingInjectedActivityError,
+    NonFiniteVoxelError,
+    ScanTimeError,
+)
 from twin.patient._io import (
     DEFAULT_MAX_BYTES,
     ActivityImage,
@@ -91,13 +96,19 @@ def load_patient(
     resample: bool = False,
     allow_negative: bool = False,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    spacing_mm=None,
+    origin_mm=None,
 ) -> Patient:
     """Load a patient. ``pet`` is one image or a list (one per time point); then
     ``hours_after_injection`` / ``scan_time`` are lists of the same length.
 
     Masks and CT must be on the PET grid; ``resample=True`` resamples them (nearest neighbour
-    for masks, linear for CT) and records it in ``Patient.resampled``. The body weight for SUV
-    comes from the labs.
+    for masks, linear for CT) and records it in ``Patient.resampled``. Masks or a CT given as
+    numpy arrays carry no geometry: they are taken voxel for voxel on the PET grid and must have
+    its (z, y, x) shape (never resampled). ``spacing_mm`` / ``origin_mm`` (x, y, z) give the
+    geometry of a PET given as numpy array(s) (see :func:`load_activity_image`). The body weight
+    for SUV (``unit="SUV"``) and for lesion thresholds comes from the labs (``labs=``). A CT with
+    NaN/infinite voxels raises :class:`NonFiniteVoxelError`.
     """
     many = isinstance(pet, (list, tuple))
     pets = list(pet) if many else [pet]
@@ -112,6 +123,15 @@ def load_patient(
 
     lab = read_labs(labs) if labs is not None else None
     weight = lab.weight_kg if lab is not None else None
+    if unit == "SUV" and (weight is None or injected_activity_mbq is None):
+        missing = [m for m, v in (("injected_activity_mbq=... (MBq)", injected_activity_mbq),
+                                  ("labs=... with the body weight (load_patient takes weight_kg from "
+                                   "the labs: a labs CSV or dict with sex, age_y, weight_kg, height_cm, "
+                                   "creatinine)", weight)) if v is None]
+        raise MissingInjectedActivityError(
+            "the PET is in SUV (unit='SUV'); converting SUV to Bq/mL needs the injected activity and "
+            f"the body weight: give {' and '.join(missing)}."
+        )
     hs = per_frame(hours_after_injection, "hours_after_injection")
     sts = per_frame(scan_time, "scan_time")
     frames = []
@@ -119,7 +139,8 @@ def load_patient(
         frames.append(load_activity_image(
             p, nuclide=nuclide, unit=unit, hours_after_injection=h, injection_time=injection_time,
             scan_time=st, injected_activity_mbq=injected_activity_mbq, weight_kg=weight,
-            decay_corrected=decay_corrected, allow_negative=allow_negative, max_bytes=max_bytes))
+            decay_corrected=decay_corrected, allow_negative=allow_negative, max_bytes=max_bytes,
+            spacing_mm=spacing_mm, origin_mm=origin_mm))
     ref = frames[0].geometry
     for i, f in enumerate(frames[1:], start=2):
         if ref.differences(f.geometry):
@@ -133,7 +154,15 @@ def load_patient(
                    _record=done)
     ct_arr = None
     if ct is not None:
-        ct_img = _as_sitk(ct, "CT", max_bytes)
+        ct_img = _as_sitk(ct, "CT", max_bytes, ref)
+        ct_view = sitk.GetArrayViewFromImage(ct_img)
+        finite = np.isfinite(ct_view)
+        if not finite.all():
+            raise NonFiniteVoxelError(
+                f"the CT has {int((~finite).sum())} NaN/infinite voxel(s) (first at index (z, y, x) "
+                f"{tuple(int(i) for i in np.argwhere(~finite)[0])}); they would give NaN densities and "
+                "doses. Fix the CT export or replace them (e.g. numpy.nan_to_num(ct, nan=-1000.0) for "
+                "air) before loading.")
         diffs = ref.differences(Geometry.of(ct_img))
         if diffs and resample:
             _log.info("CT resampled to the PET grid (linear): %s", "; ".join(diffs))
