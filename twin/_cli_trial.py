@@ -54,8 +54,11 @@ def _engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (same settings required; twin cohort "
                         "takes the settings not given from the run)")
-    g.add_argument("--no-progress", "--quiet", "-q", dest="no_progress", action="store_true",
-                   help="no progress bar (--quiet, as the other commands)")
+    g.add_argument("--no-progress", dest="no_progress", action="store_true",
+                   help="no progress bar (the summary is still printed)")
+    g.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar and no summary, as the other commands (errors and warnings "
+                        "still go to stderr)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,7 +128,7 @@ def _engine_kwargs(args) -> dict:
     if args.engine == "local" and args.scheduler_address:
         raise CohortConfigError("--scheduler-address is only used with --engine dask.")
     return {"engine": args.engine, "workers": args.workers, "scheduler": args.scheduler_address,
-            "resume": args.resume, "progress": not args.no_progress}
+            "resume": args.resume, "progress": not (args.no_progress or args.quiet)}
 
 
 def _rate(x: float) -> str:
@@ -133,16 +136,26 @@ def _rate(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
+def _patients(n: int) -> str:
+    return f"{n} patient" + ("" if n == 1 else "s")
+
+
 def _report(summary) -> None:
+    failed = f"{_patients(summary.n_failed)} with a failed solve"
+    invalid = getattr(summary, "n_invalid", 0)
+    if invalid:
+        failed += f", {_patients(invalid)} with covariates outside the model (status -1, not simulated)"
+    if summary.chunks_skipped:
+        failed += " in the chunks run now"
     print(f"{summary.n_patients} patients in {summary.n_chunks} chunks: {summary.chunks_run} run now, "
-          f"{summary.chunks_skipped} already done; {summary.n_failed} failed solves")
+          f"{summary.chunks_skipped} already done; {failed}")
     if summary.chunks_run:
         print(f"wall time {summary.wall_s:.1f} s, {_rate(summary.patients_per_s)} patients/s "
               f"({summary.engine}, {summary.workers} worker(s); includes start-up and compilation)")
         from twin.cohort import load_manifest
 
         last = load_manifest(summary.out_dir).get("last_run", {})
-        if last.get("patients_per_cpu_s_steady"):
+        if last.get("patients_per_cpu_s_steady") and last.get("chunks_timed"):
             print(f"after compilation: {_rate(last['patients_per_cpu_s_steady'])} patients per CPU-second "
                   f"(median over {last['chunks_timed']} chunks)")
     print(f"results: {summary.out_dir}/parts/*.parquet, manifest: {summary.out_dir}/manifest.json")
@@ -224,14 +237,15 @@ def _cohort(args: argparse.Namespace) -> int:
         from twin.cohort import Population, run_cohort
 
         taken = _settings_of_run(args)
-        if taken:
+        if taken and not args.quiet:
             print(f"resuming {args.out} with the run's settings: {', '.join(taken)}")
         pop = Population(agent=args.agent, female_fraction=args.female_fraction)
         summary = run_cohort(args.out, args.n, population=pop, activity_gbq=args.activity_gbq,
                              cycles=args.cycles, interval_weeks=args.interval_weeks,
                              ligand_nmol=args.ligand_nmol, key=args.seed,
                              chunk_size=args.chunk_size or 128, **_engine_kwargs(args))
-        _report(summary)
+        if not args.quiet:
+            _report(summary)
         return 0
 
     return _run_guarded(go)
@@ -245,13 +259,15 @@ def _trial(args: argparse.Namespace) -> int:
 
         cfg = load_trial_config(args.config)
         n, chunk, taken = _trial_settings_of_run(args, cfg)
-        if taken:
+        if taken and not args.quiet:
             print(f"resuming {args.out} with the run's settings: {', '.join(taken)}")
         trial = cfg.trial if n == cfg.trial.n_patients else dataclasses.replace(cfg.trial, n_patients=n)
         summary = run_trial(trial, args.out, chunk_size=chunk, **_engine_kwargs(args))
-        _report(summary)
+        if not args.quiet:
+            _report(summary)
         paths = write_trial_report(args.out)
-        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        if not args.quiet:
+            print("wrote " + ", ".join(str(p) for p in paths.values()))
         return 0
 
     return _run_guarded(go)

@@ -4,10 +4,16 @@ Quick start::
 
     from twin.cohort import Population, run_cohort, read_results
 
-    pop = Population.default("PSMA-617")                # covariates + prior, see Population
-    pop.sample(key=0, n=5)                              # look at five virtual patients
-    summary = run_cohort("out/cohort", 2000, population=pop, activity_gbq=7.4, cycles=6, key=0)
-    rows = read_results("out/cohort")                   # one row per patient (pandas)
+    if __name__ == "__main__":     # needed in a script: the worker processes import it again
+        pop = Population.default("PSMA-617")            # covariates + prior, see Population
+        pop.sample(key=0, n=5)                          # look at five virtual patients
+        summary = run_cohort("out/cohort", 2000, population=pop, activity_gbq=7.4, cycles=6, key=0)
+        rows = read_results("out/cohort")               # one row per patient (pandas)
+
+From 500 patients left to compute on, or with ``workers`` > 1, the local engine runs
+chunks in worker processes started with ``spawn``, which import the calling script again: keep
+the run under ``if __name__ == "__main__":`` (not needed in notebooks or the ``twin`` command),
+or pass ``workers=1``.
 
 Runs are written as parquet chunk by chunk (atomic writes) with a ``manifest.json``; an
 interrupted run resumes with ``resume=True`` (``twin cohort --resume``) and gives the same rows,

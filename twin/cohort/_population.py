@@ -242,6 +242,21 @@ class Population:
                 object.__setattr__(self, "nuclide", pbpk.get_nuclide(self.nuclide).name)
             except pbpk.PBPKError as exc:
                 raise CohortConfigError(f"nuclide {self.nuclide!r}: {exc}") from None
+        self._check_reference_patient()
+
+    def _check_reference_patient(self) -> None:
+        """Build the model of the population's centre patient (about a millisecond): a population
+        whose centre has no valid pbpk model is refused now, naming its covariates, instead of
+        failing with pbpk's message when a trial or run is set up."""
+        sex = "female" if self.female_fraction == 1.0 else "male"
+        try:
+            self.reference_model()
+        except pbpk.InvalidInputError as exc:
+            centre = ", ".join(f"{k} = {_centre(d):g}" for k, d in self.covariates)
+            raise CohortConfigError(
+                f"the {self.agent} population's centre patient ({sex}; {centre}; the distributions' "
+                f"means, medians, midpoints or fixed values) has no valid model: {exc} Change the "
+                "covariate distributions so that their centre is a valid patient.") from None
 
     @classmethod
     def default(cls, agent: str = "PSMA-617", **kwargs) -> Population:
@@ -311,13 +326,18 @@ def _centre(d: Distribution) -> float:
     return d.value
 
 
+#: Largest integer seed (``jax.random.PRNGKey`` takes a signed 64-bit integer).
+MAX_SEED = 2**63 - 1
+
+
 def key_data(key) -> np.ndarray:
     """A ``jax.random`` key or integer seed as its raw uint32 data (for manifests and pickling)."""
     import jax
 
     if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        if key < 0:
-            raise CohortConfigError(f"seed = {key} must be >= 0.")
+        if not 0 <= key <= MAX_SEED:
+            raise CohortConfigError(f"seed = {key} must be a whole number from 0 to 2**63 - 1 "
+                                    f"({MAX_SEED}).")
         return np.asarray(jax.random.key_data(jax.random.PRNGKey(int(key))), dtype=np.uint32)
     try:
         if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
@@ -581,9 +601,15 @@ def prepare(population: Population) -> PreparedPopulation:
     prior = population.default_prior()
     prior.check_model(ref)
     npar = len(param_names)
+    # a parameter varies if it depends on a covariate feature, differs between the sexes beyond
+    # the identification's accuracy (1e-9, as verified above: the two least-squares fits of a
+    # constant such as lambda_phys_per_h differ in the last bits) or has a prior
+    phi_all = _features({k: rng.uniform(*_FIT_RANGES[k], 8) for k in _ORDER})
+    pred_m, pred_f = phi_all @ male[:npar].T, phi_all @ female[:npar].T
+    size = np.maximum(np.abs(pred_m).max(axis=0), 1e-300)
+    sex_differs = np.abs(pred_f - pred_m).max(axis=0) > 1e-9 * size
     varies = [j for j in range(npar)
-              if np.any(male[j, 1:] != 0) or np.any(female[j] != male[j])
-              or param_names[j] in prior.names]
+              if np.any(male[j, 1:] != 0) or sex_differs[j] or param_names[j] in prior.names]
     varying = tuple(param_names[j] for j in varies)
     rows = varies + list(range(npar, npar + len(vol_names)))
     prior_index = tuple(varying.index(e.name) for e in prior.entries)

@@ -68,7 +68,13 @@ class ChunkTask(Protocol):
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run did. ``patients_per_s`` counts only the patients computed in this call."""
+    """What a run did.
+
+    ``n_failed``, ``n_invalid`` and ``patients_per_s`` count only the patients computed in this
+    call. ``n_failed``: patients with a failed solve (a ``status`` other than 0 and -1 in any of
+    their rows, a trial having one row per patient and arm); ``n_invalid``: patients whose
+    covariates gave no valid parameter set (``status`` -1; not simulated).
+    """
 
     out_dir: Path
     n_patients: int
@@ -81,6 +87,7 @@ class RunSummary:
     patients_per_s: float
     engine: str
     workers: int
+    n_invalid: int = 0
 
 
 def _part_path(out: Path, chunk: int) -> Path:
@@ -107,10 +114,31 @@ def _write_part(table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run_one_chunk(task: ChunkTask, chunk: int, out_dir: str) -> tuple[int, int, int, float, float]:
+#: ``status`` of a patient whose covariates gave no valid parameter set (not simulated).
+STATUS_INVALID = -1
+
+
+def _failed_patients(table) -> tuple[int, int]:
+    """(patients with a failed solve, patients with invalid covariates) of one chunk's rows.
+
+    Patients are told apart by ``patient_id`` (a trial has one row per patient and arm); a
+    table without it counts rows."""
+    if "status" not in table.column_names:
+        return 0, 0
+    import numpy as np
+
+    status = np.asarray(table["status"].to_numpy(zero_copy_only=False))
+    ids = (np.asarray(table["patient_id"].to_numpy(zero_copy_only=False))
+           if "patient_id" in table.column_names else np.arange(status.size))
+    failed = (status != 0) & (status != STATUS_INVALID)
+    return int(np.unique(ids[failed]).size), int(np.unique(ids[status == STATUS_INVALID]).size)
+
+
+def run_one_chunk(task: ChunkTask, chunk: int, out_dir: str) -> tuple[int, int, int, int, float, float]:
     """Compute chunk ``chunk`` and write its part file.
 
-    Returns (chunk, rows, failed, wall seconds, CPU seconds of this process).
+    Returns (chunk, rows, patients with a failed solve, patients with invalid covariates, wall
+    seconds, CPU seconds of this process).
     """
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -119,12 +147,8 @@ def run_one_chunk(task: ChunkTask, chunk: int, out_dir: str) -> tuple[int, int, 
     if table.num_rows != expected:
         raise EngineError(f"chunk {chunk} produced {table.num_rows} rows, expected {expected}.")
     _write_part(table, _part_path(Path(out_dir), chunk))
-    failed = 0
-    if "status" in table.column_names:
-        import pyarrow.compute as pc
-
-        failed = int(pc.sum(pc.not_equal(table["status"], 0)).as_py() or 0)
-    return chunk, table.num_rows, failed, time.perf_counter() - t0, time.process_time() - c0
+    failed, invalid = _failed_patients(table)
+    return chunk, table.num_rows, failed, invalid, time.perf_counter() - t0, time.process_time() - c0
 
 
 def load_manifest(out_dir: str | os.PathLike) -> dict:
@@ -261,6 +285,7 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
                                 "address (e.g. 'tcp://127.0.0.1:8786').")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise CohortConfigError(f"workers = {workers!r} must be a positive integer.")
+    _refuse_in_starting_worker()
     out = check_run_folder(out_dir)
     fingerprint = json.loads(json.dumps(task.fingerprint()))
     if (out / MANIFEST).exists():
@@ -275,7 +300,8 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
             raise ResumeError(
                 f"{out} holds a different run ({shown}); resume with the run's settings or choose "
                 "another folder.")
-    else:
+    new_run = not (out / MANIFEST).exists()
+    if new_run:
         (out / PARTS).mkdir(parents=True, exist_ok=True)
         manifest = {"format": FORMAT, "fingerprint": fingerprint, "n_patients": task.n_patients,
                     "chunk_size": task.chunk_size, "n_chunks": task.n_chunks, "complete": False,
@@ -290,14 +316,15 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
     bar = tqdm(total=task.n_patients, initial=sum(task.rows_in_chunk(c) for c in done) // _rows_per_patient(task),
                unit="patient", desc="cohort", disable=not progress, leave=False)
     t0 = time.perf_counter()
-    n_failed = 0
+    n_failed = n_invalid = 0
     patients_run = 0
     timings = []  # (patients, wall s, cpu s) per chunk
 
     def finished(result):
-        nonlocal n_failed, patients_run
-        _, rows, failed, wall_s, cpu_s = result
+        nonlocal n_failed, n_invalid, patients_run
+        _, rows, failed, invalid, wall_s, cpu_s = result
         n_failed += failed
+        n_invalid += invalid
         k = rows // _rows_per_patient(task)
         patients_run += k
         timings.append((k, wall_s, cpu_s))
@@ -317,6 +344,10 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
                     finished(run_one_chunk(task, c, str(out)))
             else:
                 _run_pool(task, todo, out, nw, finished)
+    except BaseException:
+        if new_run and not timings:
+            _forget_new_run(out)  # nothing computed: leave no run behind to block a corrected rerun
+        raise
     finally:
         bar.close()
     wall = time.perf_counter() - t0
@@ -328,14 +359,38 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
                              **_chunk_stats(timings, nw)}}
     _write_manifest(out, manifest)
     return RunSummary(out, task.n_patients, task.n_chunks, len(todo), len(done), rows, n_failed, wall,
-                      patients_run / wall if wall > 0 and todo else 0.0, engine, nw)
+                      patients_run / wall if wall > 0 and todo else 0.0, engine, nw, n_invalid)
+
+
+def _forget_new_run(out: Path) -> None:
+    """Remove the manifest (and the empty ``parts`` folder) of a run started by this call that
+    failed before any chunk was written, so the same folder takes the next run; a run with
+    part files is kept for ``resume``."""
+    parts = out / PARTS
+    try:
+        if parts.is_dir() and any(_PART.match(p.name) for p in parts.iterdir()):
+            return
+        (out / MANIFEST).unlink(missing_ok=True)
+        for p in parts.iterdir() if parts.is_dir() else ():
+            if p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)
+        if parts.is_dir() and not any(parts.iterdir()):
+            parts.rmdir()
+    except OSError:  # pragma: no cover - best effort; the original error is what matters
+        log.warning("could not remove the manifest of the failed run in %s", out)
 
 
 def _chunk_stats(timings, nw) -> dict:
-    """Per-chunk costs: the first ``nw`` chunks finished include each worker's compilation."""
+    """Per-chunk costs after compilation: the first ``nw`` chunks finished include each worker's
+    compilation and are left out; with no more chunks than that, there is no steady-state
+    figure (``chunks_timed`` 0, the per-patient figures None)."""
     if not timings:
         return {}
-    steady = timings[nw:] or timings
+    steady = timings[nw:]
+    if not steady:
+        return {"chunks_timed": 0, "median_chunk_cpu_s_per_patient": None,
+                "median_chunk_wall_s_per_patient": None, "patients_per_cpu_s_steady": None,
+                "first_chunk_wall_s": timings[0][1]}
     cpu = sorted(t[2] / max(t[0], 1) for t in steady)
     wall = sorted(t[1] / max(t[0], 1) for t in steady)
     return {"chunks_timed": len(steady),
@@ -343,6 +398,23 @@ def _chunk_stats(timings, nw) -> dict:
             "median_chunk_wall_s_per_patient": wall[len(wall) // 2],
             "patients_per_cpu_s_steady": 1.0 / cpu[len(cpu) // 2] if cpu[len(cpu) // 2] > 0 else None,
             "first_chunk_wall_s": timings[0][1]}
+
+
+_MAIN_GUARD_HINT = (
+    "The local engine starts its worker processes with 'spawn': each one imports the script that "
+    "started the run again, so a script must start the run under `if __name__ == \"__main__\":` "
+    "(see the twin.cohort quick start), or run in this process with workers=1 (twin cohort/trial: "
+    "--workers 1).")
+
+
+def _refuse_in_starting_worker() -> None:
+    """Refuse a run started while a spawned worker process imports the main script (a script
+    without the ``__main__`` guard), before that copy writes anything."""
+    import multiprocessing as mp
+
+    if getattr(mp.process.current_process(), "_inheriting", False):
+        raise EngineError("a cohort run was started while a worker process was starting (the script "
+                          "that started the run is being imported again in the worker). " + _MAIN_GUARD_HINT)
 
 
 def _rows_per_patient(task) -> int:
@@ -356,21 +428,29 @@ def _now() -> str:
 def _run_pool(task, todo, out: Path, nw: int, finished) -> None:
     import concurrent.futures as cf
     import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
 
     pending = list(todo)
-    with cf.ProcessPoolExecutor(max_workers=nw, mp_context=mp.get_context("spawn")) as pool:
-        running = set()
-        try:
-            while pending or running:
-                while pending and len(running) < 2 * nw:
-                    running.add(pool.submit(run_one_chunk, task, pending.pop(0), str(out)))
-                done, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for f in done:
-                    finished(f.result())
-        except BaseException:
-            for f in running:
-                f.cancel()
-            raise
+    try:
+        with cf.ProcessPoolExecutor(max_workers=nw, mp_context=mp.get_context("spawn")) as pool:
+            running = set()
+            try:
+                while pending or running:
+                    while pending and len(running) < 2 * nw:
+                        running.add(pool.submit(run_one_chunk, task, pending.pop(0), str(out)))
+                    done, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+                    for f in done:
+                        finished(f.result())
+            except BaseException:
+                for f in running:
+                    f.cancel()
+                raise
+    except BrokenProcessPool:
+        raise EngineError(
+            f"a worker process of the local engine ({nw} workers) stopped before its chunk was "
+            "finished. " + _MAIN_GUARD_HINT + " A worker may also have been killed, e.g. for lack "
+            "of memory: use fewer workers or a smaller chunk_size. Finished chunks are kept; "
+            "continue with resume=True (--resume).") from None
 
 
 def _run_dask(task, todo, out: Path, scheduler, finished) -> int:

@@ -9,8 +9,9 @@ Quick start::
             Arm("kidney BED <= 40 Gy", activity_gbq=7.4, cycles=6, personalise="cycles",
                 limit=Limit("kidneys", "bed", 40.0)))
     trial = Trial(arms, Population.default("PSMA-617"), n_patients=500, key=0)
-    run_trial(trial, "out/trial")
-    summarise("out/trial"); exceedance_table("out/trial")
+    if __name__ == "__main__":   # in a script: the worker processes (500+ patients) import it again
+        run_trial(trial, "out/trial")
+        summarise("out/trial"); exceedance_table("out/trial")
 
 or from a TOML file: ``twin trial twin/trial/data/psma_kidney_limit.toml --out out/trial``.
 """

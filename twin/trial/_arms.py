@@ -90,7 +90,10 @@ class Arm:
 
     ``ligand_nmol=None`` takes the amount of ``activity_gbq`` at the ligand's default molar
     activity (e.g. 90 nmol for 7.4 GBq of PSMA-617); personalised activities keep that amount
-    (the hot fraction changes, the ligand amount does not).
+    (the hot fraction changes, the ligand amount does not). A given ``ligand_nmol`` must hold
+    at least the labelled ligand of ``activity_gbq`` (7.4 GBq of carrier-free 177Lu: 10.2 nmol);
+    :class:`twin.trial.Trial` checks it against the population's nuclide. ``limit`` is only
+    for ``personalise="cycles"`` or ``"activity"``.
     """
 
     name: str
@@ -124,6 +127,11 @@ class Arm:
                                     "(e.g. Limit('kidneys', 'bed', 40.0)).")
         if self.limit is not None and not isinstance(self.limit, Limit):
             raise CohortConfigError(f"{owner}: limit must be a Limit.")
+        if self.personalise == "none" and self.limit is not None:
+            raise CohortConfigError(
+                f"{owner}: limit ({self.limit}) has no effect with personalise = 'none' (every patient "
+                "gets every cycle); set personalise = 'cycles' or 'activity' to apply it, or drop the "
+                "limit (limits that are only reported go in the trial's limits).")
         object.__setattr__(self, "min_cycles", _positive(owner, "min_cycles", self.min_cycles,
                                                          integer=True, allow_zero=True))
         if self.min_cycles > self.cycles:

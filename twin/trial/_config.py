@@ -22,7 +22,7 @@ from pathlib import Path
 from twin.cohort._errors import CohortConfigError
 from twin.cohort._population import COVARIATES, Fixed, LogNormalDist, Normal, Population, Uniform
 from twin.trial._arms import Arm, Limit
-from twin.trial._trial import Trial, check_limit_organs
+from twin.trial._trial import Trial, check_ligand_amounts, check_limit_organs
 
 __all__ = ["TrialConfig", "TrialConfigError", "load_trial_config", "parse_trial_config"]
 
@@ -149,6 +149,7 @@ def parse_trial_config(data: dict, source: str = "<string>") -> TrialConfig:
     for i, a in enumerate(arms):
         if a.limit is not None:
             _wrap(f"[[arms]] #{i + 1} limit", check_limit_organs, population, (), (a.limit,))
+        _wrap(f"[[arms]] #{i + 1}", check_ligand_amounts, population, (a,))
     for i, lim in enumerate(limits or ()):
         _wrap(f"[[limits]] #{i + 1}", check_limit_organs, population, (), (lim,))
     kwargs = {"name": trial.get("name", "virtual trial"), "n_patients": trial.get("n_patients", 1000),

@@ -15,7 +15,8 @@ from twin.cohort._population import COVARIATES, Population, PreparedPopulation, 
 from twin.cohort._runner import RunSummary, check_run_folder, run_chunks
 from twin.trial._arms import Arm, Limit, default_limits, evaluate_arm
 
-__all__ = ["Trial", "TrialTask", "check_limit_organs", "model_organs", "run_trial"]
+__all__ = ["Trial", "TrialTask", "check_ligand_amounts", "check_limit_organs", "model_organs", "run_trial",
+           "simulated_activity_mbq"]
 
 _MAX_PATIENTS = 10**9
 
@@ -69,6 +70,7 @@ class Trial:
         if not all(isinstance(lim, Limit) for lim in limits):
             raise CohortConfigError("limits must be twin.trial.Limit objects.")
         check_limit_organs(self.population, arms, limits)
+        check_ligand_amounts(self.population, arms)
         object.__setattr__(self, "limits", limits)
 
 
@@ -89,11 +91,44 @@ def check_limit_organs(population: Population, arms=(), limits=()) -> None:
                 f"its organs: {', '.join(organs)}.")
 
 
+def _carrier_free_mbq_per_nmol(population: Population) -> tuple[str, float]:
+    """The population's nuclide and its carrier-free molar activity (MBq/nmol)."""
+    nuclide = pbpk.get_nuclide(population.nuclide or pbpk.get_ligand(population.agent).default_nuclide)
+    return nuclide.name, float(nuclide.carrier_free_mbq_per_nmol)
+
+
+def check_ligand_amounts(population: Population, arms=()) -> None:
+    """Refuse an arm whose ``ligand_nmol`` is less than the labelled ligand its activity needs
+    (the check of ``pbpk.Administration``: activity / carrier-free molar activity)."""
+    nuclide, acf = _carrier_free_mbq_per_nmol(population)
+    for arm in arms:
+        if arm.ligand_nmol is None:
+            continue
+        hot = arm.activity_gbq * 1000.0 / acf
+        if arm.ligand_nmol < hot * (1 - 1e-12):
+            what = "maximum activity" if arm.personalise == "activity" else "activity"
+            raise CohortConfigError(
+                f"arm {arm.name!r}: ligand_nmol = {arm.ligand_nmol:g} nmol per cycle is less than the "
+                f"{hot:.4g} nmol of labelled ligand that its {what} of {arm.activity_gbq:g} GBq "
+                f"{nuclide} needs (carrier-free molar activity {acf:.4g} MBq/nmol); give ligand_nmol "
+                f">= {hot:.4g}, leave it out (the ligand's default molar activity) or lower activity_gbq.")
+
+
 def _ligand_nmol(arm: Arm, population: Population) -> float:
     if arm.ligand_nmol is not None:
         return arm.ligand_nmol
     lig = pbpk.get_ligand(population.agent)
     return arm.activity_gbq * 1000.0 / lig.molar_activity_mbq_per_nmol
+
+
+#: Activity (MBq) of the simulated cycle; results are per GBq (linear at a fixed ligand amount).
+_SIM_ACTIVITY_MBQ = 1000.0
+
+
+def simulated_activity_mbq(ligand_nmol: float, carrier_free_mbq_per_nmol: float) -> float:
+    """The activity one cycle is simulated at: 1000 MBq, or half the carrier-free activity of the
+    ligand amount where that is less (a small ligand amount cannot carry 1000 MBq)."""
+    return min(_SIM_ACTIVITY_MBQ, 0.5 * float(ligand_nmol) * float(carrier_free_mbq_per_nmol))
 
 
 @dataclass(frozen=True)
@@ -148,13 +183,15 @@ class TrialTask:
         ids = np.arange(start, min(start + self.chunk_size, self.n_patients), dtype=np.int64)
         pop = self.prepared.population
         kin = {}
+        acf = self.prepared.template.carrier_free_mbq_per_nmol
         for nmol in sorted({_ligand_nmol(a, pop) for a in self.arms}):
             kin[nmol] = chunk_kinetics(self.prepared, np.asarray(self.key, np.uint32), ids,
-                                       activity_mbq=1000.0, ligand_nmol=nmol,
+                                       activity_mbq=simulated_activity_mbq(nmol, acf), ligand_nmol=nmol,
                                        chunk_size=self.chunk_size, rtol=self.rtol, atol=self.atol)
         parts = []
         for arm in self.arms:
             k = kin[_ligand_nmol(arm, pop)]
+            per_gbq = 1000.0 / k.activity_mbq  # doses and TIA scale linearly with the activity
             d = k.draw
             cols: dict[str, np.ndarray] = {
                 "patient_id": ids,
@@ -166,15 +203,16 @@ class TrialTask:
                 cols[c] = d[c]
             cols["gfr_ml_min"] = d["gfr_ml_min"]
             cols["ligand_nmol_per_cycle"] = np.full(ids.size, k.ligand_nmol)
+            dose_per_gbq = k.dose_gy * per_gbq
             for j, o in enumerate(k.organs):
-                cols[f"{o}_dose_gy_per_gbq"] = k.dose_gy[:, j]
+                cols[f"{o}_dose_gy_per_gbq"] = dose_per_gbq[:, j]
                 cols[f"{o}_g_factor"] = k.g_factor[:, j]
-            ends = evaluate_arm(arm, k.organs, k.dose_gy, k.g_factor, k.alpha_beta_gy, self.limits)
+            ends = evaluate_arm(arm, k.organs, dose_per_gbq, k.g_factor, k.alpha_beta_gy, self.limits)
             cols.update(ends)
             if self.include_tia:
                 a = ends["activity_per_cycle_gbq"]
                 for j, r in enumerate(k.body_regions):
-                    cols[f"tia_{r}_mbq_h_per_cycle"] = k.tia_mbq_h[:, j] * a
+                    cols[f"tia_{r}_mbq_h_per_cycle"] = k.tia_mbq_h[:, j] * per_gbq * a
             parts.append(pa.table({c: pa.array(v) for c, v in cols.items()}))
         return pa.concat_tables(parts)
 
@@ -210,7 +248,9 @@ def run_cohort(out_dir: str | os.PathLike, n_patients: int, *, population: Popul
 
     One row per patient with the covariates, ``status``, per-cycle TIA (MBq h) of every body
     region, per-GBq doses, G-factors and the cumulative doses, BEDs and limit flags of
-    ``cycles`` x ``activity_gbq``. See :func:`run_trial` for the engine arguments.
+    ``cycles`` x ``activity_gbq``. A given ``ligand_nmol`` must hold at least the labelled
+    ligand of ``activity_gbq`` (7.4 GBq of carrier-free 177Lu: 10.2 nmol; ``CohortConfigError``
+    otherwise). See :func:`run_trial` for the engine arguments.
     """
     arm = Arm("schedule", activity_gbq=activity_gbq, cycles=cycles, interval_weeks=interval_weeks,
               ligand_nmol=ligand_nmol)
