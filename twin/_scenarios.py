@@ -123,7 +123,8 @@ class EscalationResult:
     limit holds with ``probability`` (``at_upper_bound`` when the search bound was reached).
     binding: the limit that stops the escalation. constraints: per limit at the optimum
     (quantile value, probability within). curve: every activity evaluated during the search
-    (and the grid), with constraint and tumour-dose quantiles (pandas). fixed: the same numbers
+    (and the grid), with constraint quantiles (:func:`twin.limit_quantile`, as in
+    constraints) and tumour-dose quantiles (pandas). fixed: the same numbers
     for the fixed protocol. prediction: the TherapyPrediction at the optimum.
     activity_mc_interval_gbq: 95 % Monte Carlo interval of the activity per cycle from the
     ``n_draws`` posterior draws (:func:`activity_mc_interval` on the binding limit; None at the
@@ -420,7 +421,8 @@ def _curve(ev: _Evaluator, lim, probability):
             v = _quantity(vals, c)
             name = f"{c['organ']}_{c['quantity']}"
             row[f"{name}_q50_gy"] = float(np.median(v))
-            row[f"{name}_q{100 * probability:g}_gy"] = float(np.quantile(v, probability))
+            # the constraint's quantile (order statistic), so the curve agrees with it at a*
+            row[f"{name}_q{100 * probability:g}_gy"] = limit_quantile(v, probability)
             row[f"{name}_limit_gy"] = c["limit_gy"]
         for t in [r for r in vals["regions"] if r.startswith("tumour")]:
             d = vals["dose_gy"][:, vals["regions"].index(t)]

@@ -273,7 +273,11 @@ class TherapyPrediction:
 
     activity_mbq: (N, T, R) per draw, time and region. tia_mbq_h: (N, Rb) per body region.
     dose_gy, bed_gy, eqd2_gy: (N, D) per dose region (``dose_regions``), summed over cycles;
-    BED/EQD2 with complete repair between cycles and the late effective half-life of cycle 1.
+    BED/EQD2 add the cycle BEDs (complete repair between cycles), each cycle with the G-factor of
+    a late effective half-life (24 h to 168 h after the administration): its own cycle's in the
+    default ``cycles="independent"`` mode, cycle 1's for every cycle in ``"coupled"`` mode (the
+    dose split over cycles by activity). effective_half_life_h: (N, D), that of cycle 1.
+    Failed posterior draws are excluded (``n_failed`` counts them).
     """
 
     schedule: pbpk.Schedule
@@ -758,7 +762,11 @@ class Twin:
                                                      op.targets, model) for a_i in acts], axis=1)
             times = self._times(schedule) if times_h is None else np.asarray(times_h, dtype=float)
             act = _superpose([a.time_h for a in adm], grid, acts, times, model)
-        bed, eqd = _bed_eqd2(dose_c, t_eff_c, op.targets)
+        # failed draws (excluded through ``ok``) have NaN doses: give them finite placeholders so
+        # that the BED of the others can be computed, and NaN BED/EQD2 so they cannot be used
+        bed, eqd = _bed_eqd2(np.where(ok[:, None, None], dose_c, 0.0),
+                             np.where(ok[:, None, None], t_eff_c, 1.0), op.targets)
+        bed[~ok], eqd[~ok] = np.nan, np.nan
         return {"idx": idx, "ok": ok, "times": times, "regions": res.regions, "body_regions": res.body_regions,
                 "act": act, "tia": tia, "dose": dose, "bed": bed, "eqd": eqd, "t_eff": t_eff_c[:, 0, :],
                 "op": op}

@@ -161,12 +161,20 @@ def _check_tia_table(tia_mbq_h) -> dict[str, dict[str, float]]:
     if not isinstance(tia_mbq_h, Mapping) or not tia_mbq_h:
         raise InvalidInputError("tia_mbq_h must be a non-empty mapping {nuclide: {region: MBq h}}.")
     out = {}
+    canonical = {}  # canonical nuclide name -> key as given: '225Ac' and 'Ac-225' are one nuclide
     for nuc, per_region in tia_mbq_h.items():
         if not isinstance(nuc, str):
             raise InvalidInputError(
                 f"tia_mbq_h keys must be nuclide names such as 'Ac-225', got {nuc!r}."
             )
         _known_nuclide(nuc, "tia_mbq_h")
+        name = get_nuclide(nuc).name
+        if name in canonical:
+            raise InvalidInputError(
+                f"tia_mbq_h gives {name} twice ({canonical[name]!r} and {nuc!r}); give each nuclide "
+                "once (add the TIAs per region if both are meant)."
+            )
+        canonical[name] = nuc
         per_region = _mapping(per_region)
         if not isinstance(per_region, Mapping):
             raise InvalidInputError(

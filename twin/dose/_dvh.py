@@ -81,6 +81,23 @@ def _region_values(dose_gy, mask, weights) -> tuple[np.ndarray, np.ndarray]:
     return values, w
 
 
+def _spacing(spacing_mm) -> tuple[float, float, float]:
+    """Voxel spacing (mm) as three positive finite floats: one value (also a 0-d array) for
+    isotropic voxels or three, as :func:`twin.dose.organ_mass_kg` takes it."""
+    try:
+        sp = np.asarray(spacing_mm, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        sp = np.array([np.nan])
+    if sp.size == 1:
+        sp = np.repeat(sp, 3)
+    if sp.size != 3 or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise InvalidInputError(
+            f"spacing_mm must be one or three positive finite numbers (mm; one for isotropic "
+            f"voxels), got {spacing_mm!r}"
+        )
+    return tuple(float(x) for x in sp)
+
+
 def _dose_at_volume(values: np.ndarray, w: np.ndarray, percent: float) -> float:
     if not (0.0 < percent <= 100.0):
         raise InvalidInputError(f"volume percentage must be in (0, 100], got {percent!r}")
@@ -114,7 +131,8 @@ def dose_statistics(
     mask : bool array
         The region (same shape).
     spacing_mm : optional
-        Voxel spacing, to report the region volume in mL.
+        Voxel spacing (mm): one value (isotropic) or three, positive; to report the region
+        volume in mL.
     weights : array, optional
         Voxel weights (e.g. density, for mass-weighted statistics); default equal volume.
     """
@@ -122,8 +140,7 @@ def dose_statistics(
     total = float(np.sum(w))
     volume = None
     if spacing_mm is not None:
-        sp = (float(spacing_mm),) * 3 if np.isscalar(spacing_mm) else tuple(map(float, spacing_mm))
-        volume = values.size * math.prod(sp) * 1e-3
+        volume = values.size * math.prod(_spacing(spacing_mm)) * 1e-3
     return DoseStatistics(
         mean_gy=float(np.sum(values * w) / total),
         max_gy=float(np.max(values)),

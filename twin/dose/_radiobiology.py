@@ -10,7 +10,9 @@ with ``mu = ln 2 / T_rep``. For a mono-exponential dose rate with instantaneous 
 ``G = lambda / (lambda + mu)`` (``lambda = ln 2 / T_eff``), which gives Dale's formula
 ``BED = D (1 + D / (alpha/beta) * lambda / (mu + lambda))``. For a sum of exponentials
 ``Ddot = sum_i a_i exp(-lambda_i t)`` (an uptake phase is a negative term) the double integral
-is analytic: ``G = 2 / D**2 * sum_ij a_i a_j / ((lambda_i + lambda_j)(lambda_i + mu))``.
+is analytic: ``G = 2 / D**2 * sum_ij a_i a_j / ((lambda_i + lambda_j)(lambda_i + mu))``; for
+the uptake-phase (Bateman) curve :func:`g_factor_monoexponential` uses its closed form, free of
+the cancellation of that sum when the uptake and clearance rates are close.
 For any other time-activity curve :func:`g_factor_numerical` integrates the sampled dose rate.
 Cycles are assumed to be far enough apart for complete repair, so BEDs add over cycles.
 ``EQD2 = BED / (1 + 2 / (alpha/beta))``.
@@ -36,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pbpk._errors import InvalidInputError
-from twin.dose._errors import UnknownTissueError
+from twin.dose._errors import UnknownOrganError, UnknownTissueError
 
 __all__ = [
     "TissueRadiobiology",
@@ -206,8 +208,15 @@ def g_factor_monoexponential(
 ) -> jax.Array:
     """G-factor of a mono-exponential dose rate: ``lambda / (lambda + mu)``.
 
-    With ``uptake_half_time_h`` the dose rate is ``exp(-lambda t) - exp(-lambda_u t)`` (uptake
-    then clearance) and the analytic multi-exponential G is returned.
+    With ``uptake_half_time_h`` the dose rate is the Bateman curve ``exp(-lambda t) -
+    exp(-lambda_u t)`` (uptake then clearance, up to a positive factor); with ``a = lambda``,
+    ``b = lambda_u``
+
+        G = a b (a + b + mu) / ((a + b) (a + mu) (b + mu)),
+
+    the closed form of the double integral, symmetric in ``lambda`` and ``lambda_u``. It has no
+    cancellation, so it also holds when the uptake half-time equals the effective half-life
+    (dose rate ``t exp(-lambda t)``) or is longer than it.
     """
     _positive(effective_half_life_h, "effective_half_life_h")
     _positive(repair_half_time_h, "repair_half_time_h")
@@ -217,17 +226,79 @@ def g_factor_monoexponential(
         return lam / (lam + mu)
     _positive(uptake_half_time_h, "uptake_half_time_h")
     lam_u = _LN2 / jnp.asarray(uptake_half_time_h, dtype=jnp.float64)
-    return g_factor_multiexponential(
-        jnp.stack([jnp.ones_like(lam), -jnp.ones_like(lam)]),
-        jnp.stack([lam, lam_u]),
-        repair_half_time_h,
+    return lam * lam_u * (lam + lam_u + mu) / ((lam + lam_u) * (lam + mu) * (lam_u + mu))
+
+
+def _is_tracer(*values) -> bool:
+    return any(isinstance(v, jax.core.Tracer) for v in values)
+
+
+#: g_factor_multiexponential refuses coefficients whose dose sum(c/k) keeps less than this
+#: fraction of sum(|c/k|): G would be lost to cancellation (relative error ~1e-16 / ratio**2).
+_CANCELLATION_RATIO = 1e-4
+
+
+def _check_multiexponential(c: np.ndarray, k: np.ndarray) -> None:
+    """Concrete-value checks of a sum-of-exponentials dose rate (shapes already equal)."""
+    if not np.all(np.isfinite(c)):
+        raise InvalidInputError(f"coefficients must be finite, got {c!r}")
+    dose = np.sum(c / k, axis=0)
+    scale = np.sum(np.abs(c / k), axis=0)
+    if np.any(~(dose > 0)):
+        raise InvalidInputError(
+            f"the total dose sum(c_i / k_i) = {dose!r} is not positive: the coefficients "
+            f"{c.tolist()!r} with rates {k.tolist()!r} do not describe a dose rate that delivers a "
+            "dose; give a non-negative dose rate (e.g. [1, -1] with the uptake rate larger than "
+            "the clearance rate for an uptake phase)"
+        )
+    if np.any(dose < _CANCELLATION_RATIO * scale):
+        raise InvalidInputError(
+            f"the terms of sum(c_i / k_i) nearly cancel (dose {dose!r} against "
+            f"{scale!r} for the terms' magnitudes): the rates {k.tolist()!r} with coefficients of "
+            "opposite sign are too close for an accurate G-factor. Merge nearly equal rates; for an "
+            "uptake phase use g_factor_monoexponential(..., uptake_half_time_h=...), which has no "
+            "cancellation"
+        )
+    # The dose rate must not be negative: checked at t = 0, late (where the slowest term
+    # dominates) and on a logarithmic grid in between (a coarse check, not a proof).
+    t_grid = np.concatenate(
+        [[0.0], np.geomspace(1e-3 / np.max(k), 200.0 / np.min(k), 64)]
     )
+    for t in t_grid:
+        terms = c * np.exp(-k * t)
+        rate = np.sum(terms, axis=0)
+        if np.any(rate < -1e-9 * np.sum(np.abs(terms), axis=0)):
+            raise InvalidInputError(
+                f"the dose rate sum(c_i exp(-k_i t)) is negative at t = {t:.4g} h (coefficients "
+                f"{c.tolist()!r}, rates {k.tolist()!r}); a dose rate must be non-negative at all times"
+            )
+
+
+def _check_unit_interval(g, name: str) -> None:
+    if isinstance(g, jax.core.Tracer):
+        return
+    arr = np.asarray(g, dtype=np.float64)
+    if not np.all((arr >= -1e-12) & (arr <= 1.0 + 1e-12)):
+        raise InvalidInputError(
+            f"{name} = {arr!r} is outside [0, 1], which no non-negative dose rate gives; check the "
+            "inputs (a G-factor is 1 for an acute dose and lambda / (lambda + mu) for a "
+            "mono-exponential dose rate)"
+        )
 
 
 def g_factor_multiexponential(coefficients, rates_per_h, repair_half_time_h) -> jax.Array:
-    """Analytic G-factor of ``Ddot(t) = sum_i c_i exp(-k_i t)`` (any scale; negative c allowed).
+    """Analytic G-factor of ``Ddot(t) = sum_i c_i exp(-k_i t)``.
 
-    ``coefficients`` and ``rates_per_h`` have the same length along axis 0.
+    Any positive scale; negative ``c`` are allowed (an uptake phase) as long as the dose rate
+    stays non-negative for all ``t >= 0``. ``coefficients`` and ``rates_per_h`` have the same
+    shape, the terms along axis 0 (further axes vectorise).
+
+    Raises
+    ------
+    InvalidInputError
+        (concrete inputs; skipped under ``jax.jit``) if the total dose ``sum c_i / k_i`` is not
+        positive or is lost to cancellation between nearly equal rates, if the dose rate is
+        negative somewhere, or if the result is outside [0, 1].
     """
     _positive(rates_per_h, "rates_per_h")
     _positive(repair_half_time_h, "repair_half_time_h")
@@ -235,12 +306,18 @@ def g_factor_multiexponential(coefficients, rates_per_h, repair_half_time_h) -> 
     k = jnp.asarray(rates_per_h, dtype=jnp.float64)
     if c.shape != k.shape or c.ndim < 1:
         raise InvalidInputError("coefficients and rates_per_h must be arrays of the same shape")
+    concrete = not _is_tracer(c, k, repair_half_time_h)
+    if concrete:
+        _check_multiexponential(np.asarray(c), np.asarray(k))
     mu = _LN2 / jnp.asarray(repair_half_time_h, dtype=jnp.float64)
     dose = jnp.sum(c / k, axis=0)
     ci, cj = c[:, None], c[None, :]
     ki, kj = k[:, None], k[None, :]
     double = jnp.sum(ci * cj / ((ki + kj) * (ki + mu)), axis=(0, 1))
-    return 2.0 * double / dose**2
+    g = 2.0 * double / dose**2
+    if concrete:
+        _check_unit_interval(g, "the G-factor")
+    return g
 
 
 def g_factor_numerical(
@@ -284,6 +361,11 @@ def g_factor_numerical(
                 "(0 for a curve with an uptake phase)"
             )
     _non_negative(r, "dose_rate_gy_per_h")
+    if not isinstance(r, jax.core.Tracer) and not np.any(np.asarray(r) > 0):
+        raise InvalidInputError(
+            "dose_rate_gy_per_h is zero everywhere: no dose, so no G-factor; give the sampled "
+            "dose rate of a curve that delivers a dose"
+        )
     _positive(repair_half_time_h, "repair_half_time_h")
     _positive(tail_rate_per_h, "tail_rate_per_h")
     if int(substeps) < 1:
@@ -326,9 +408,14 @@ def _g_numerical(t, r, mu, lam, substeps):
 
 
 def bed(dose_gy, g_factor, alpha_beta_gy) -> jax.Array:
-    """``BED = D + G D**2 / (alpha/beta)``, Gy."""
+    """``BED = D + G D**2 / (alpha/beta)``, Gy.
+
+    ``G`` is in [0, 1] (1 for an acute dose). Inputs are checked when concrete (not under
+    ``jax.jit``): finite non-negative dose, G in [0, 1], positive alpha/beta.
+    """
     _non_negative(dose_gy, "dose_gy")
     _non_negative(g_factor, "g_factor")
+    _check_unit_interval(g_factor, "g_factor")
     _positive(alpha_beta_gy, "alpha_beta_gy")
     d = jnp.asarray(dose_gy, dtype=jnp.float64)
     return d + jnp.asarray(g_factor, dtype=jnp.float64) * d**2 / alpha_beta_gy
@@ -366,20 +453,42 @@ def bed_multicycle(
     G-factor (e.g. from :func:`g_factor_numerical`); a single value applies to every cycle.
     Example (kidney): 4 x 5.75 Gy at T_eff = 40 h gives 26.3 Gy.
     """
-    doses = jnp.atleast_1d(jnp.asarray(doses_gy, dtype=jnp.float64))
+    try:
+        doses = jnp.atleast_1d(jnp.asarray(doses_gy, dtype=jnp.float64))
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"doses_gy must be a sequence of numbers (Gy per cycle), got {doses_gy!r}") from None
+    if doses.ndim != 1:
+        raise InvalidInputError(
+            f"doses_gy must be one dose per cycle (a 1-D sequence), got shape {doses.shape}; "
+            "for several organs call bed_multicycle once per organ"
+        )
     if (effective_half_lives_h is None) == (g_factors is None):
         raise InvalidInputError("give exactly one of effective_half_lives_h and g_factors")
     ab, trep = _lq_params(tissue, alpha_beta_gy, repair_half_time_h)
+    name = "effective_half_lives_h" if g_factors is None else "g_factors"
+    try:
+        per_cycle = jnp.asarray(effective_half_lives_h if g_factors is None else g_factors, jnp.float64)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be a number or one number per cycle") from None
+    if per_cycle.ndim > 1 or (per_cycle.ndim == 1 and per_cycle.shape[0] not in (1, doses.shape[0])):
+        raise InvalidInputError(
+            f"{name} has shape {per_cycle.shape} but there are {doses.shape[0]} cycles in doses_gy; "
+            "give one value for every cycle or a single value for all"
+        )
     if g_factors is None:
-        g = g_factor_monoexponential(jnp.asarray(effective_half_lives_h, jnp.float64), trep)
+        g = g_factor_monoexponential(per_cycle, trep)
     else:
-        g = jnp.asarray(g_factors, dtype=jnp.float64)
+        g = per_cycle
     g = jnp.broadcast_to(g, doses.shape)
     return jnp.sum(bed(doses, g, ab))
 
 
 def eqd2(bed_gy, alpha_beta_gy) -> jax.Array:
-    """Equivalent dose in 2-Gy fractions, ``BED / (1 + 2 / (alpha/beta))``, Gy."""
+    """Equivalent dose in 2-Gy fractions, ``BED / (1 + 2 / (alpha/beta))``, Gy.
+
+    ``bed_gy`` must be finite and non-negative (checked when concrete, not under ``jax.jit``).
+    """
+    _non_negative(bed_gy, "bed_gy")
     _positive(alpha_beta_gy, "alpha_beta_gy")
     return jnp.asarray(bed_gy, dtype=jnp.float64) / (1.0 + 2.0 / alpha_beta_gy)
 
@@ -399,15 +508,46 @@ def oar_limits(table: str | os.PathLike | None = None):
         text = _data_text("oar_limits.csv")
     else:
         text = pathlib.Path(table).read_text(encoding="utf-8")
-    frame = pd.DataFrame(_read_csv_text(text))
+    return _checked_limits(pd.DataFrame(_read_csv_text(text)))
+
+
+def _checked_limits(frame):
+    """The limit table with ``limit_gy`` as positive finite floats (typed errors naming the row)."""
     needed = {"organ", "quantity", "limit_gy", "condition", "source"}
     if not needed <= set(frame.columns):
         raise InvalidInputError(f"OAR limit table needs the columns {sorted(needed)}")
-    frame["limit_gy"] = frame["limit_gy"].astype(float)
-    bad = sorted(set(frame["quantity"]) - {"absorbed_dose", "bed"})
+    bad = sorted(map(repr, set(frame["quantity"]) - {"absorbed_dose", "bed"}))
     if bad:
-        raise InvalidInputError(f"OAR quantity must be 'absorbed_dose' or 'bed', got {bad}")
+        raise InvalidInputError(f"OAR quantity must be 'absorbed_dose' or 'bed', got {', '.join(bad)}")
+    limits = []
+    for i, rec in enumerate(frame.to_dict("records")):
+        try:
+            value = float(rec["limit_gy"])
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            raise InvalidInputError(
+                f"OAR limit table data row {i + 1} ({rec['organ']}, {rec['quantity']}): limit_gy = "
+                f"{rec['limit_gy']!r} is not a positive finite number of Gy; fix the table"
+            )
+        limits.append(value)
+    frame = frame.copy()
+    frame["limit_gy"] = np.asarray(limits, dtype=np.float64)
     return frame
+
+
+@functools.cache
+def _known_organs() -> frozenset[str]:
+    """Organ names of the dose module (ICRP-89 sources, targets, masses) and their aliases."""
+    from twin.dose import _organ
+
+    names = set(_organ._SOURCE_COLUMNS.values()) | set(_organ._TARGET_ROWS.values())
+    names |= set(_organ._MASS_ROWS.values()) | set(_organ._ALIASES.values())
+    return frozenset(names)
+
+
+def _known_organ(key: str, known) -> bool:
+    return key in known or key.startswith(("tumour", "tumor", "lesion"))
 
 
 def check_oar_limits(
@@ -421,6 +561,16 @@ def check_oar_limits(
     Organ names are matched as :func:`organ_dose` matches them (``kidney`` = ``kidneys``,
     ``salivary`` = ``salivary_glands``, ``marrow`` = ``red_marrow``, any case).
 
+    Organs without a limit (e.g. ``liver``, tumour regions) are accepted and give no row.
+
+    Raises
+    ------
+    UnknownOrganError
+        For an organ name that is neither in the limit table nor an organ of the dose module
+        (a misspelt ``kidnys`` would otherwise be ignored).
+    InvalidInputError
+        For a dose or BED that is not a finite, non-negative number.
+
     Returns
     -------
     pandas.DataFrame
@@ -430,27 +580,46 @@ def check_oar_limits(
     import pandas as pd
 
     table = oar_limits() if limits is None else limits
-    if not isinstance(table, pd.DataFrame):
-        table = oar_limits(table)
+    table = _checked_limits(table) if isinstance(table, pd.DataFrame) else oar_limits(table)
     from twin.dose._organ import _canonical_organ
 
     rows = []
     values = {}
-    for quantity, given in (("absorbed_dose", dose_gy), ("bed", bed_gy)):
+    limited = sorted({_canonical_organ(o) for o in table["organ"]})
+    known = set(limited) | _known_organs()
+    for quantity, arg, given in (("absorbed_dose", "dose_gy", dose_gy), ("bed", "bed_gy", bed_gy)):
         # 'kidney', 'Kidneys', 'salivary', 'marrow' name the limits' organs, as in organ_dose
         values[quantity] = {}
+        if given is not None and not isinstance(given, Mapping):
+            raise InvalidInputError(
+                f"{arg} must be a mapping {{organ: Gy}}, e.g. {{'kidneys': 20.0}}, got "
+                f"{type(given).__name__}")
+        unknown = [name for name in dict(given or {}) if not _known_organ(_canonical_organ(name), known)]
+        if unknown:
+            raise UnknownOrganError(
+                f"{arg}: unknown organ(s) {', '.join(map(repr, unknown))}; organs with limits: "
+                f"{', '.join(limited)} (other ICRP-89 organ names and tumour regions are accepted and "
+                "have no limit). Check the spelling.")
         for name, value in dict(given or {}).items():
             key = _canonical_organ(name)
             if key in values[quantity]:
                 raise InvalidInputError(
                     f"{quantity}: {name!r} and another key both name {key}; give each organ once.")
-            values[quantity][key] = value
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                v = float("nan")
+            if not (math.isfinite(v) and v >= 0):
+                raise InvalidInputError(
+                    f"{arg}[{name!r}] = {value!r}: give a finite, non-negative dose in Gy (a NaN "
+                    "would pass every limit unnoticed)")
+            values[quantity][key] = v
     for rec in table.to_dict("records"):
         given = values[rec["quantity"]]
         organ = _canonical_organ(rec["organ"])
         if organ not in given:
             continue
-        value = float(given[organ])
+        value = given[organ]
         rows.append(
             {
                 "organ": rec["organ"],
