@@ -347,9 +347,12 @@ def dosimetry_checks() -> list[Check]:
 
 
 # ============================================================================ 3 validation
-MIRD = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen", "salivary": "salivary_glands",
-        "red_marrow": "red_marrow", "lungs": "lungs", "brain": "brain", "prostate": "prostate",
-        "heart": "heart_wall"}
+def _mird_map():
+    from twin.dose import PBPK_SOURCE_REGIONS  # the twin's and the cohorts' map
+    return dict(PBPK_SOURCE_REGIONS)
+
+
+MIRD = _mird_map()
 
 
 def population_doses(model_kind: str, n: int, seed: int):

@@ -39,16 +39,16 @@ import numpy as np
 import pbpk
 from calibration import Observations, Posterior, Prior, calibrate
 from twin._errors import TwinError, TwinInputError
+from twin.dose._organ import PBPK_SOURCE_REGIONS
 
 __all__ = ["DEFAULT_QUANTILES", "TherapyPrediction", "Twin", "VoxelDose", "therapy_schedule"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUANTILES = (0.05, 0.5, 0.95)
-#: pbpk region -> ICRP-89 S-value source/target; other body regions are remainder of body.
-MIRD_REGIONS = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
-                "salivary": "salivary_glands", "red_marrow": "red_marrow", "lungs": "lungs",
-                "brain": "brain", "prostate": "prostate", "heart": "heart_wall"}
+#: pbpk region -> ICRP-89 S-value source/target; other body regions are remainder of body
+#: (the one map of twin.dose, shared with twin.cohort and the validation)
+MIRD_REGIONS = PBPK_SOURCE_REGIONS
 #: organ-at-risk table names (twin.dose.oar_limits) -> pbpk region
 LIMIT_REGIONS = {"kidneys": "kidney", "red_marrow": "red_marrow", "salivary_glands": "salivary",
                  "liver": "liver", "spleen": "spleen", "lacrimal_glands": "lacrimal"}

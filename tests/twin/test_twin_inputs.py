@@ -213,3 +213,27 @@ def test_model_doses_of_a_simulation_result():
         model_doses({"kidney": 1.0}, m)
     with pytest.raises(TwinInputError, match="PBPKModel"):
         model_doses(r)
+
+
+def test_sstr_adrenals_and_thyroid_are_their_own_sources():
+    """The SSTR model's adrenals and thyroid are ICRP-89 source organs: the twin's red-marrow
+    dose against twin.dose.organ_dose with the sources mapped by hand (before, the twin put them
+    in the remainder of body while twin.cohort did not: marrow 1 % apart)."""
+    from twin import dose, model_doses
+
+    m = pbpk.sstr_model("DOTATATE")
+    r = pbpk.simulate(m, pbpk.Schedule.single(7400.0), [1.0, 24.0, 168.0, 2000.0])
+    d = model_doses(r, m)
+    mird = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen", "red_marrow": "red_marrow",
+            "lungs": "lungs", "brain": "brain", "heart": "heart_wall", "adrenals": "adrenals",
+            "thyroid": "thyroid"}
+    src: dict = {}
+    for reg, v in dict(r.tia_table()).items():
+        if not reg.startswith("tumour"):
+            key = mird.get(reg, "remainder_of_body")
+            src[key] = src.get(key, 0.0) + v
+    vols = m.organ_volumes_l
+    ref = dose.organ_dose(src, nuclide="Lu-177", phantom="male", targets=["red_marrow", "adrenals"],
+                          organ_masses_kg={mird[o]: vols[o] for o in ("kidney", "liver", "spleen")})
+    assert d.loc["red_marrow", "dose_gy"] == pytest.approx(ref.dose_gy["red_marrow"], rel=1e-10)
+    assert d.loc["adrenals", "dose_gy"] == pytest.approx(ref.dose_gy["adrenals"], rel=1e-10)

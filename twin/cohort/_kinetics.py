@@ -32,6 +32,7 @@ import numpy as np
 
 import pbpk
 from twin.cohort._population import PreparedPopulation
+from twin.dose._organ import PBPK_SOURCE_REGIONS
 
 __all__ = [
     "ENDPOINT_ORGANS",
@@ -47,10 +48,7 @@ __all__ = [
 TIME_GRID_H = tuple(float(t) for t in np.r_[0.0, np.geomspace(0.25, 1008.0, 31)])
 
 # pbpk body region -> ICRP-89 S-value source (the remaining body regions are remainder of body)
-_MIRD_SOURCES = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
-                 "salivary": "salivary_glands", "red_marrow": "red_marrow", "lungs": "lungs",
-                 "brain": "brain", "prostate": "prostate", "heart": "heart_wall",
-                 "adrenals": "adrenals", "thyroid": "thyroid"}
+_MIRD_SOURCES = PBPK_SOURCE_REGIONS
 #: Endpoint organ -> (pbpk region, radiobiology tissue of twin.dose)
 ENDPOINT_ORGANS = {
     "kidneys": ("kidney", "kidneys"),

@@ -59,6 +59,7 @@ from twin.dose._kernels import (
 )
 from twin.dose._organ import (
     NOT_MASS_SCALED,
+    PBPK_SOURCE_REGIONS,
     PHANTOMS,
     REMAINDER_SOURCE,
     OrganDoseResult,
@@ -89,6 +90,7 @@ from twin.dose._radiobiology import (
 from twin.dose._tia_map import TIADistribution, tia_distribution, voxel_tia_map
 
 __all__ = [
+    "PBPK_SOURCE_REGIONS",
     "ALPHA_RBE_DEFAULT",
     "KERNEL_NUCLIDES",
     "KernelApproximationWarning",

@@ -58,6 +58,7 @@ from twin.dose._errors import UnknownOrganError
 from twin.dose._kernels import DECAYS_PER_MBQ_H, MEV_TO_J, TISSUE_DENSITY_G_CM3
 
 __all__ = [
+    "PBPK_SOURCE_REGIONS",
     "tumour_mass_kg",
     "NOT_MASS_SCALED",
     "PHANTOMS",
@@ -78,6 +79,12 @@ PHANTOMS: tuple[str, ...] = ("male", "female")
 NOT_MASS_SCALED = frozenset({"red_marrow", "osteogenic_cells"})
 #: Source name for the TIA of the rest of the body (derived from the total-body S-values).
 REMAINDER_SOURCE = "remainder_of_body"
+#: pbpk body region -> ICRP-89 S-value source/target. One map for the twin, the cohorts and the
+#: validation; other body regions (muscle, gi, ...) are remainder of body, tumours spheres.
+PBPK_SOURCE_REGIONS = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
+                       "salivary": "salivary_glands", "red_marrow": "red_marrow", "lungs": "lungs",
+                       "brain": "brain", "prostate": "prostate", "heart": "heart_wall",
+                       "adrenals": "adrenals", "thyroid": "thyroid"}
 
 _MGY_PER_MBQ_S_TO_GY_PER_MBQ_H = 3.6
 _S_TABLE_NUCLIDE = "Lu-177"
