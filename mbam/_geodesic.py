@@ -11,7 +11,7 @@ import numpy as np
 
 from pbpk import InvalidInputError
 
-from ._model import GeodesicError, Model
+from ._model import GeodesicError, Model, _option
 
 __all__ = [
     "GeodesicResult",
@@ -102,8 +102,8 @@ def initial_velocity(model: Model, x, i: int = 0, forward: bool = True) -> np.nd
     """
     x = model.check_x(x)
     n = x.shape[0]
-    if not 0 <= i < n:
-        raise InvalidInputError(f"i must be in [0, {n}), got {i}")
+    i = _option("i (which sloppiest direction, 0 = the sloppiest)", i, integer=True, strict=False,
+                high=n - 1)
     J = _jacobian(model, x)
     _, _, vt = np.linalg.svd(J, full_matrices=True)
     v = vt[n - 1 - i]
@@ -206,10 +206,13 @@ def integrate_geodesic(
     n = x0.shape[0]
     if v0.shape != (n,) or not np.all(np.isfinite(v0)) or np.linalg.norm(v0) == 0:
         raise InvalidInputError("v0 must be a finite, non-zero vector with one entry per parameter")
-    for nm, val in (("rho", rho), ("max_dx", max_dx), ("max_length", max_length),
-                    ("rtol", rtol), ("atol", atol), ("max_step", max_step)):
-        if not val > 0:
-            raise InvalidInputError(f"{nm} must be > 0, got {val}")
+    for nm, val in (("rho", rho), ("rtol", rtol), ("atol", atol), ("max_step", max_step),
+                    ("collapse_drop", collapse_drop), ("fold_drop", fold_drop)):
+        _option(nm, val)
+    for nm, val in (("max_dx", max_dx), ("max_length", max_length)):  # inf: no such limit
+        _option(nm, val, finite=False)
+    fold_substeps = _option("fold_substeps", fold_substeps, integer=True, low=1, strict=False)
+    max_steps = _option("max_steps", max_steps, integer=True, low=1, strict=False)
     v0 = v0 / np.linalg.norm(v0)
     rhs_j = _compiled(model, bool(normalise))
 

@@ -7,8 +7,6 @@ from fractions import Fraction
 
 import numpy as np
 
-from pbpk import InvalidInputError
-
 from ._geodesic import (
     STOP_COLLAPSE,
     STOP_FAILURE,
@@ -18,7 +16,7 @@ from ._geodesic import (
     initial_velocity,
     integrate_geodesic,
 )
-from ._model import Model
+from ._model import Model, _option
 
 __all__ = [
     "Boundary",
@@ -183,8 +181,10 @@ def identify_limit(
       lambda_min/lambda_max stayed above ``collapse_drop`` times its starting value (a flat
       direction with no boundary, as in a linear model).
     """
-    if not 0 < frac <= 1:
-        raise InvalidInputError(f"frac must be in (0, 1], got {frac}")
+    _option("frac", frac, high=1.0)
+    max_denominator = _option("max_denominator", max_denominator, integer=True, low=1, strict=False)
+    _option("fold_max_separation", fold_max_separation, strict=False)
+    _option("collapse_drop", collapse_drop)
     names, lp = geodesic.names, geodesic.log_params
     x_end = geodesic.x_end
     v = geodesic.v_end / np.linalg.norm(geodesic.v_end)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 
@@ -32,6 +33,26 @@ def _integer(value) -> int | None:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         return None
     return int(value)
+
+
+def _option(name: str, value, *, integer: bool = False, low: float = 0.0, strict: bool = True,
+            high: float | None = None, finite: bool = True):
+    """Check one numeric option where it enters and return it (an ``int`` with ``integer``, else
+    a ``float``): a real number (not a bool or a string), finite unless ``finite=False`` (then
+    +infinity passes, NaN never), ``> low`` (``>= low`` with ``strict=False``) and, with
+    ``high``, ``<= high``. Raises :class:`pbpk.InvalidInputError` that says what is accepted."""
+    if integer:
+        what = f"an integer {'>' if strict else '>='} {low:g}"
+    else:
+        what = (f"a {'finite ' if finite else ''}number {'>' if strict else '>='} {low:g}")
+    if high is not None:
+        what += f" and <= {high:g}"
+    v = _integer(value) if integer else _real(value)
+    ok = v is not None and not math.isnan(v) and (math.isfinite(v) or (not finite and v > 0))
+    ok = ok and (v > low if strict else v >= low) and (high is None or v <= high)
+    if not ok:
+        raise InvalidInputError(f"{name} = {value!r} must be {what}.")
+    return v
 
 
 def _sequence(value, what: str, example: str) -> tuple:

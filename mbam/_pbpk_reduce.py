@@ -47,7 +47,7 @@ from pbpk._compile import DECAY_PARAMETER, check_parameter_values
 from pbpk._graph import parse_factor
 
 from ._limits import KIND_LIMIT, find_boundaries
-from ._model import MBAMError, Model, _integer, _names, _real, _sequence
+from ._model import MBAMError, Model, _integer, _names, _option, _real, _sequence
 from ._pbpk import (
     GraphRewrite,
     _bypass_droppable,
@@ -648,11 +648,16 @@ def load_reduced(source) -> PBPKReduction:
     return red
 
 
+_MAP_RTOL = 1e-9  # map_parameters() at the full model's values vs the reduced model's
+
+
 def _check_reduction(red: PBPKReduction) -> None:
     """Raise a typed error if the parts of a reduction (read from a file) do not fit together:
     the design must fit both models (:meth:`ReductionDesign.check_model`), each accepted step's
     definitions may use only the previous step's parameters, its ``names`` must be what they
-    define or carry over, and the last step's names must be the reduced model's parameters."""
+    define or carry over, its refit scales must be finite and > 0, the last step's names must
+    be the reduced model's parameters, and :meth:`PBPKReduction.map_parameters` at the full
+    model's own values must give the reduced model's values (relative tolerance 1e-9)."""
     try:
         red.design.check_model(red.full_model)
         red.design.check_model(red.model)
@@ -685,6 +690,10 @@ def _check_reduction(red: PBPKReduction) -> None:
         extra = [n for n in step.scale if n not in step.names]
         if extra:
             fail(step, f"scales parameter(s) {', '.join(extra)} it does not list")
+        bad = [f"{n} = {v!r}" for n, v in step.scale.items()
+               if not (math.isfinite(v) and v > 0)]
+        if bad:
+            fail(step, f"has refit scale(s) {', '.join(bad)}; each must be a finite number > 0")
         available = set(step.names)
     reduced = {n for n in red.model.parameter_names if n != DECAY_PARAMETER}
     if available != reduced:
@@ -693,6 +702,23 @@ def _check_reduction(red: PBPKReduction) -> None:
             f"the reduction file is inconsistent: its steps end in parameters that differ from the "
             f"reduced model's ({', '.join(diff)}); it was edited or is corrupt: write it again with "
             "PBPKReduction.save().")
+    # the steps applied to the full model's own values must give the reduced model's values
+    corrupt = ("; it was edited or is corrupt: write it again with PBPKReduction.save().")
+    try:
+        with np.errstate(all="ignore"):
+            mapped = red.map_parameters()
+    except InvalidInputError as exc:
+        raise InvalidInputError(
+            f"the reduction file is inconsistent: its steps do not map the full model's own "
+            f"parameter values to the reduced model ({exc}){corrupt}") from None
+    stored = red.model.parameters
+    diff = [f"{n} = {stored[n]!r} (the steps give {float(v):.10g})" for n, v in mapped.items()
+            if not np.isclose(float(v), stored[n], rtol=_MAP_RTOL, atol=0.0)]
+    if diff:
+        raise InvalidInputError(
+            f"the reduction file is inconsistent: the reduced model's parameter(s) "
+            f"{'; '.join(diff)} differ from what its steps map the full model's parameter values "
+            f"to (relative tolerance {_MAP_RTOL:g}){corrupt}")
 
 
 # ============================================================================ graph helpers
@@ -963,14 +989,17 @@ def reduce_pbpk(
     fixed: parameters never moved (besides volumes, ``1-x`` factors and ligand constants);
         ``parameters``: if given, only these are moved.
     axis_tol: Fisher column norm (chi-square change per log unit, square-rooted) below which a
-        parameter is an axis-limit candidate; each is pushed ``push`` log units both ways and
-        the candidates are batched, cheapest first, while their separate chi-square costs add
-        up to at most ``axis_budget * chi2_tol`` (the batch is then tested as a whole).
-    push: log units a limit is pushed (also the geodesic's ``max_dx``).
+        parameter is an axis-limit candidate (a finite number >= 0; 0: no axis limits); each is
+        pushed ``push`` log units both ways and the candidates are batched, cheapest first,
+        while their separate chi-square costs add up to at most ``axis_budget * chi2_tol``
+        (``axis_budget``: a finite number >= 0; the batch is then tested as a whole).
+    push: log units a limit is pushed (a finite number > 0; also the geodesic's ``max_dx``).
     geodesic: follow a geodesic from the sloppiest remaining direction each step (on the
-        sub-model of at most ``n_sub`` parameters that direction moves).
+        sub-model of at most ``n_sub`` parameters that direction moves; an integer >= 2).
     refit: ``"auto"`` (refit when the limit alone costs more than a tenth of ``chi2_tol``),
-        ``"always"`` or ``"never"``; ``refit_max_nfev``: evaluations of the least-squares refit.
+        ``"always"`` or ``"never"``; ``refit_max_nfev``: evaluations of the least-squares refit
+        (an integer >= 1). ``population_draws`` (an integer >= 1) and ``population_tol`` (a
+        finite number > 0): see ``prior``.
     simulate_options: ``rtol``/``atol``/``max_steps`` for the metric's simulations
         (default rtol 1e-7, atol 1e-10).
     geodesic_options: passed to :func:`mbam.integrate_geodesic`.
@@ -1001,10 +1030,16 @@ def reduce_pbpk(
     if not isinstance(design, ReductionDesign):
         raise DesignError(f"design must be an mbam.ReductionDesign, got {type(design).__name__}.")
     design.check_model(model)
-    if _real(chi2_tol) is None or not chi2_tol > 0:
-        raise InvalidInputError(f"chi2_tol = {chi2_tol!r} must be a number > 0.")
-    if _integer(max_iter) is None or max_iter < 0:
-        raise InvalidInputError(f"max_iter = {max_iter!r} must be an integer >= 0.")
+    chi2_tol = _option("chi2_tol", chi2_tol, finite=False)
+    max_iter = _option("max_iter", max_iter, integer=True, strict=False)
+    push = _option("push (log units a limit is pushed)", push)
+    axis_tol = _option("axis_tol", axis_tol, strict=False)  # 0: no axis limits
+    axis_budget = _option("axis_budget", axis_budget, strict=False)
+    n_sub = _option("n_sub", n_sub, integer=True, low=2, strict=False)
+    refit_max_nfev = _option("refit_max_nfev", refit_max_nfev, integer=True, low=1, strict=False)
+    population_draws = _option("population_draws", population_draws, integer=True, low=1,
+                               strict=False)
+    population_tol = _option("population_tol", population_tol)
     if _real(transit_fraction) is None or not 0 < transit_fraction < 1:
         raise InvalidInputError(f"transit_fraction = {transit_fraction!r} must lie in (0, 1).")
     if refit not in ("auto", "always", "never"):

@@ -11,7 +11,7 @@ import scipy.optimize
 
 from pbpk import InvalidInputError
 
-from ._model import MBAMError, Model
+from ._model import MBAMError, Model, _option
 
 __all__ = ["FitError", "FitResult", "refit"]
 
@@ -42,7 +42,20 @@ def refit(model: Model, x_init, target, *, xtol: float = 1e-12, ftol: float = 1e
     """Minimise sum(((predict(x) - target) / sigma)^2) from ``x_init`` (scipy trust-region,
     Jacobian by ``jax.jacfwd``). ``target`` are the full model's predictions (unweighted)."""
     x_init = np.asarray(model.check_x(x_init))
-    target = np.ravel(np.asarray(target, dtype=float))
+    try:
+        target = np.ravel(np.asarray(target, dtype=float))
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"target must be an array of numbers (the full model's predictions), got {target!r}"
+        ) from None
+    bad = np.flatnonzero(~np.isfinite(target))
+    if bad.size:
+        raise InvalidInputError(
+            f"target has non-finite value(s) at position(s) {bad[:10].tolist()}; give the "
+            "reference predictions as finite numbers (drop or replace the missing ones)")
+    for nm, val in (("xtol", xtol), ("ftol", ftol)):
+        _option(nm, val)
+    max_nfev = _option("max_nfev", max_nfev, integer=True, low=1, strict=False)
     sig = np.ravel(np.asarray(model.sigma, dtype=float))
 
     def res(x):
