@@ -14,9 +14,11 @@ chelate. A :class:`ChainModel` joins
 Each decay of a tracked member X in compartment c (region r) makes ``b`` atoms of the next
 tracked member Y (``b`` summed over the paths through untracked members, from
 ``radioactivedecay``): a fraction ``f_release`` of them enters Y's free-ion pool of region r
-(``entry``), the rest stays as *retained* Y in region r and decays there. Daughters of free
-atoms are free. Untracked members (217At, 213Po, 209Tl, 209Pb, 212Po, 208Tl ...) decay where
-their tracked predecessor decays: their energy is added to that member's (exact for
+(``entry``), the rest stays as *retained* Y in region r and decays there. A retained atom keeps
+the space of the parent compartment where it (or its first retained ancestor) was formed, and
+its decays release the next member by that space's fraction (else ``"retained"``, else
+``"*"``). Daughters of free atoms are free. Untracked members (217At, 213Po, 209Tl, 209Pb,
+212Po, 208Tl ...) decay where their tracked predecessor decays: their energy is added to that member's (exact for
 time-integrated energy when they do not move; half-lives of microseconds to minutes, except
 209Pb, 3.25 h, 0.197 MeV of electrons per decay). Atoms leaving the last tracked member are
 counted as *ended*, so parent + daughters + ended = administered, exactly.
@@ -28,8 +30,9 @@ the in-situ (equilibrium-daughter) assumption of conventional alpha dosimetry, a
 Units: daughter states are held as *parent-equivalent activity* ``S = N x A_cf(parent)``
 (MBq; ``N`` in nmol), so they share a scale with the parent's activity. A daughter's activity
 is ``S x lambda_Y / lambda_P`` and its TIA ``(lambda_Y int S dt + future decays) / lambda_P``
-(MBq h). After the last output time every atom is assumed to stay in its region (the same
-physical-decay tail as :func:`pbpk.simulate`): put the last time after 10 parent half-lives.
+(MBq h). :func:`simulate_chain` integrates at least to 10 half-lives of the longest-lived
+tracked member after the last administration (internally on to 20 when the last output time
+is earlier); after that every atom left is assumed to stay in its region.
 """
 
 from __future__ import annotations
@@ -89,14 +92,44 @@ def decay_transitions(tracked: Sequence[str]) -> dict[str, dict[str | None, floa
     tracked predecessor decayed); ``None`` collects the paths ending in a stable nuclide
     without another tracked member. Each row sums to 1. Branching fractions come from
     ``radioactivedecay`` (ICRP-107 dataset).
+
+    ``tracked`` is a list of distinct nuclides, the parent first and the others members of its
+    decay chain; anything else raises :class:`~pbpk.InvalidInputError`.
     """
-    names = tuple(get_nuclide(n).name for n in tracked)
+    names = _tracked_names(tracked)
     out: dict[str, dict[str | None, float]] = {}
     for x in names:
         row: dict[str | None, float] = {}
         _walk(x, 1.0, names, row, {})
         out[x] = row
     return out
+
+
+def _tracked_names(tracked) -> tuple[str, ...]:
+    """Canonical names of ``tracked``: a sequence of distinct nuclides, the first one's chain."""
+    hint = "tracked must be a list of nuclide names, parent first (e.g. ['Ac-225', 'Fr-221', 'Bi-213'])"
+    if isinstance(tracked, (str, bytes)):
+        raise InvalidInputError(f"{hint}, got the string {tracked!r}.")
+    try:
+        tracked = tuple(tracked)
+    except TypeError:
+        raise InvalidInputError(f"{hint}, got {type(tracked).__name__}.") from None
+    if not tracked:
+        raise InvalidInputError("tracked must name at least the parent nuclide (e.g. ['Pb-212', 'Bi-212']).")
+    names = tuple(get_nuclide(n).name for n in tracked)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InvalidInputError(
+            f"tracked lists {', '.join(repeated)} more than once; list each chain member once."
+        )
+    chain = [m for m, _ in decay_chain(names[0])]
+    foreign = [n for n in names[1:] if n not in chain]
+    if foreign:
+        raise InvalidInputError(
+            f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not in the decay chain of "
+            f"{names[0]} (the first nuclide is the parent); its chain is {', '.join(chain)}."
+        )
+    return names
 
 
 def _lumped_members(x: str, tracked: tuple[str, ...]) -> dict[str, float]:
@@ -129,9 +162,11 @@ def _tag(nuclide: str) -> str:
 
 # ----------------------------------------------------------------------------- free ions
 #: Free-ion kinetics per element, with sources and the assumptions where data are thin.
-#: ``kidney_extraction``/``liver_extraction``: fraction of the organ's plasma flow cleared
-#: into cells per pass (retained over the daughter's life); ``urine_fraction``: fraction of
-#: the glomerular filtrate's free ion that reaches the urine.
+#: ``kidney_extraction``/``liver_extraction``: fraction of the free ion entering the organ
+#: that is taken up into cells per pass (retained over the daughter's life), realised by
+#: :func:`free_ion_graph` as the well-stirred clearance ``Q E / (1 - E)`` from the organ's
+#: pool (``Q``: its total plasma flow, portal flow included for the liver);
+#: ``urine_fraction``: fraction of the glomerular filtrate's free ion that reaches the urine.
 ELEMENT_KINETICS: dict[str, dict[str, object]] = {
     "Bi": {
         "kidney_extraction": 0.3,
@@ -141,9 +176,10 @@ ELEMENT_KINETICS: dict[str, dict[str, object]] = {
             "ASSUMPTION: free Bi(III) is taken up avidly by the renal tubular cells and "
             "retained (Schwartz J et al., Phys Med Biol 2011;56:721, renal uptake of 213Bi "
             "from 225Ac-antibody, mouse; Jaggi JS et al., Cancer Res 2005;65:4888); no human "
-            "extraction fraction is published: 0.3 of renal plasma flow per pass, so about "
-            "half of the 213Bi released into blood ends in the kidneys within its life. Liver "
-            "0.05 per pass (207Bi citrate in a volunteer deposits mainly in liver and is "
+            "extraction fraction is published: 0.3 of the free Bi entering the kidneys is taken "
+            "up per pass, so about 40 % of the 213Bi released into blood decays in the kidneys "
+            "(0.41 for a bolus into plasma, reference male). Liver 0.05 per pass of the total "
+            "hepatic plasma flow (207Bi citrate in a volunteer deposits mainly in liver and is "
             "excreted in urine over days: Newton D et al., Hum Exp Toxicol 2001, abstract); "
             "half of the filtered free Bi reaches the urine."
         ),
@@ -176,33 +212,41 @@ def free_ion_graph(
     """The free-ion kinetics graph of a daughter nuclide in the parent model's body.
 
     Every body region of the parent gets one well-mixed free-ion pool (``<region>.free``,
-    volume = the region's vascular and interstitial volumes) exchanged with plasma by the
-    region's plasma flow (flow-limited distribution); kidney and liver add a cell pool filled
-    at ``extraction x plasma flow``; free ion in plasma is filtered at the GFR and a fraction
-    reaches the urine; excreta regions of the parent get an out-of-body pool.
+    volume = the region's vascular and interstitial volumes) perfused by the region's plasma
+    flow (flow-limited distribution). Regions whose blood drains into another region in the
+    parent (spleen and gut into the liver: portal flow) drain into that region's pool here too,
+    so the liver pool carries the total hepatic plasma flow. Kidney and liver add a cell pool
+    filled at the well-stirred clearance ``CL = Q E / (1 - E)``, with ``Q`` the organ's total
+    plasma flow and ``E`` the extraction fraction per pass: at steady state a fraction ``E`` of
+    the ion entering the organ is taken up. Free ion in plasma is filtered at the GFR and a
+    fraction reaches the urine; excreta regions of the parent get an out-of-body pool.
+
+    Parameters
+    ----------
+    parent:
+        The radioligand model; its regions, volumes and plasma flows ``Q_<region>`` are used.
+    nuclide:
+        The daughter (``"Bi-213"``).
+    physiology:
+        For the GFR (default: reference male).
+    kinetics:
+        ``kidney_extraction`` and ``liver_extraction`` (per-pass fractions in [0, 1)),
+        ``urine_fraction`` (in [0, 1]) and optionally ``source`` (text); keys not given are
+        taken from :data:`ELEMENT_KINETICS` for the element, which must then have them.
 
     Returns ``(graph, parameters, sources, entry)``: ``entry`` maps each parent region to the
     pool where released atoms of that region enter.
     """
     nuc = get_nuclide(nuclide).name
     elem = _element(nuc)
-    if elem not in ELEMENT_KINETICS and kinetics is None:
-        raise UnknownNameError(
-            f"no free-ion kinetics for element {elem!r}; known: {', '.join(ELEMENT_KINETICS)}; "
-            "pass kinetics={'kidney_extraction': ..., 'liver_extraction': ..., "
-            "'urine_fraction': ...}."
-        )
-    kin = {**ELEMENT_KINETICS.get(elem, {}), **dict(kinetics or {})}
-    for key in ("kidney_extraction", "liver_extraction", "urine_fraction"):
-        v = kin.get(key)
-        if not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise InvalidInputError(f"free-ion kinetics {key} = {v!r} must be a fraction in [0, 1].")
+    kin = _free_ion_kinetics(elem, kinetics)
     phys = physiology or Physiology.reference("male")
     g, pp = parent.graph, parent.parameters
     comps = [Compartment("plasma.free", "plasma", "free", "V_plasma")]
     params = {"V_plasma": sum(pp[c.volume] for c in g.compartments_in("plasma") if c.volume)}
     procs = []
     entry = {"plasma": "plasma.free", DEFAULT: "plasma.free"}
+    drains = _portal_drains(g)
     for region in g.body_regions:
         if region == "plasma":
             continue
@@ -213,17 +257,26 @@ def free_ion_graph(
                 f"region {region!r} of {g.name!r} has no volume or no plasma flow Q_{region}; "
                 "the free-ion graph needs both (build it by hand for such a model)."
             )
-        name = f"{region}.free"
-        comps.append(Compartment(name, region, "free", f"V_{region}"))
+        comps.append(Compartment(f"{region}.free", region, "free", f"V_{region}"))
         params[f"V_{region}"] = float(sum(vols))
         params[f"Q_{region}"] = float(q)
-        procs += [flow("plasma.free", name, f"Q_{region}"), flow(name, "plasma.free", f"Q_{region}")]
-        entry[region] = name
+        entry[region] = f"{region}.free"
+    for region in g.body_regions:
+        if region == "plasma":
+            continue
+        name = f"{region}.free"
+        out = f"{drains[region]}.free" if region in drains else "plasma.free"
+        procs.append(flow("plasma.free", name, f"Q_{region}"))
+        # the blood leaving a region carries its own flow and the flows draining into it
+        for r in _upstream(region, drains):
+            procs.append(flow(name, out, f"Q_{r}"))
     for organ in ("kidney", "liver"):
         if organ in entry:
+            e = float(kin[f"{organ}_extraction"])
+            q_total = math.fsum(params[f"Q_{r}"] for r in _upstream(organ, drains))
             comps.append(Compartment(f"{organ}.cells", organ, "cells"))
             procs.append(flow(f"{organ}.free", f"{organ}.cells", f"CL_{organ}_uptake"))
-            params[f"CL_{organ}_uptake"] = float(kin[f"{organ}_extraction"]) * params[f"Q_{organ}"]
+            params[f"CL_{organ}_uptake"] = q_total * e / (1.0 - e)  # well-stirred: E per pass
     excreta = [r for r in g.regions if r not in g.body_regions]
     for region in excreta:
         name = f"{region}.excreta"
@@ -239,8 +292,91 @@ def free_ion_graph(
     for k in params:
         if k.startswith("CL_") or k in ("f_urine",):
             src[k] = str(kin.get("source", "user kinetics"))
+    for organ in ("kidney", "liver"):
+        k = f"CL_{organ}_uptake"
+        if k in params:
+            flows = " + ".join(f"Q_{r}" for r in _upstream(organ, drains))
+            src[k] = (f"well-stirred clearance ({flows}) x E / (1 - E), E = "
+                      f"{organ}_extraction {float(kin[f'{organ}_extraction']):g} per pass; " + src[k])
     src["gfr_free"] = "patient GFR (Physiology.gfr_l_per_h)"
     return graph, params, src, entry
+
+
+_KINETICS_KEYS = ("kidney_extraction", "liver_extraction", "urine_fraction")
+
+
+def _free_ion_kinetics(elem: str, kinetics) -> dict[str, object]:
+    """The element's kinetics with ``kinetics`` on top, checked (names, real fractions)."""
+    if kinetics is not None and not isinstance(kinetics, Mapping):
+        raise InvalidInputError(
+            f"kinetics must be a mapping such as {{'kidney_extraction': 0.3, 'liver_extraction': "
+            f"0.05, 'urine_fraction': 0.5}}, got {type(kinetics).__name__}."
+        )
+    given = dict(kinetics or {})
+    unknown = [k for k in given if k not in (*_KINETICS_KEYS, "source")]
+    if unknown:
+        raise UnknownNameError(
+            f"unknown free-ion kinetics key(s) {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(_KINETICS_KEYS)} and 'source' (text)."
+        )
+    kin = {**ELEMENT_KINETICS.get(elem, {}), **given}
+    missing = [k for k in _KINETICS_KEYS if k not in kin]
+    if missing:
+        known = f"known elements: {', '.join(ELEMENT_KINETICS)}"
+        raise InvalidInputError(
+            f"no free-ion kinetics for element {elem!r} ({known}): kinetics lacks "
+            f"{', '.join(missing)}; pass kinetics={{'kidney_extraction': ..., 'liver_extraction': "
+            "..., 'urine_fraction': ...}."
+        )
+    for key in _KINETICS_KEYS:
+        v = _real_or_none(kin[key])
+        upper_open = key.endswith("_extraction")
+        ok = v is not None and math.isfinite(v) and 0.0 <= v and (v < 1.0 if upper_open else v <= 1.0)
+        if not ok:
+            rng = "[0, 1) (per-pass extraction; 1 would be an infinite clearance)" if upper_open else "[0, 1]"
+            raise InvalidInputError(f"free-ion kinetics {key} = {kin[key]!r} must be a number in {rng}.")
+        kin[key] = v
+    if "source" in given and not isinstance(given["source"], str):
+        raise InvalidInputError(f"free-ion kinetics 'source' must be text, got {given['source']!r}.")
+    return kin
+
+
+def _portal_drains(g: ModelGraph) -> dict[str, str]:
+    """Body regions whose plasma flow drains into another body region (not plasma), e.g.
+    spleen and gi into the liver, read from the parent graph's flows."""
+    region = {c.name: c.region for c in g.compartments}
+    body = set(g.body_regions)
+    drains: dict[str, str] = {}
+    for p in g.processes:
+        if p.kind != "flow":
+            continue
+        a, b = region[p.source], region[p.target]
+        if a == b or a not in body or b not in body or "plasma" in (a, b):
+            continue
+        if tuple(p.rate) != (f"Q_{a}",) or drains.get(a, b) != b:
+            raise GraphError(
+                f"flow {p.source} -> {p.target} of {g.name!r} joins two body regions but does not "
+                f"carry the region's whole plasma flow Q_{a} to one region; free_ion_graph cannot "
+                "map it: build the free-ion graph by hand."
+            )
+        drains[a] = b
+    for a in drains:  # a cycle would never return to plasma
+        seen, r = {a}, drains[a]
+        while r in drains:
+            if r in seen:
+                raise GraphError(f"the plasma flows of {g.name!r} between regions form a cycle through {r!r}.")
+            seen.add(r)
+            r = drains[r]
+    return drains
+
+
+def _upstream(region: str, drains: Mapping[str, str]) -> list[str]:
+    """``region`` and every region whose blood passes through it (portal flows)."""
+    out = [region]
+    for r in sorted(drains):
+        if drains[r] == region:
+            out += _upstream(r, drains)
+    return out
 
 
 _real_or_none = real_or_none
@@ -292,12 +428,14 @@ class FreeDaughter:
         Values of every parameter the graph reads (L, L/h, 1/h).
     release:
         Fraction of the daughters released per decay of the predecessor, by the *space* of
-        the compartment the predecessor decays in (``"internalised"``, ``"bound"`` ...),
-        ``"retained"`` for predecessors retained in tissue, ``"*"`` for every other space.
-        Decays of free atoms always give free daughters.
+        the parent compartment where the predecessor decays (``"internalised"``, ``"bound"``
+        ...), ``"*"`` for every space not listed. A predecessor retained in tissue sits in the
+        space where it was formed (its first retained ancestor's parent compartment): its
+        decays use that space's entry, else ``"retained"`` (when given), else ``"*"``. Decays
+        of free atoms always give free daughters.
     entry:
-        Compartment of ``graph`` where atoms released in each parent region enter; ``"*"``
-        for regions not listed.
+        Compartment of ``graph`` where atoms released in each region enter (keys: regions of
+        the parent, and of the predecessor's free-ion graph); ``"*"`` for regions not listed.
     sources, assumptions:
         Where the numbers come from.
     """
@@ -369,7 +507,15 @@ class FreeDaughter:
         object.__setattr__(self, "assumptions", tuple(self.assumptions))
 
     def release_fraction(self, space: str) -> float:
+        """Fraction released per decay of a predecessor in ``space`` (the ``'*'`` value for a
+        space not listed)."""
         return self.release.get(space, self.release[DEFAULT])
+
+    def _retained_key(self, space: str) -> str:
+        """The release key used for a decay of a *retained* predecessor sitting in ``space``."""
+        if space in self.release:
+            return space
+        return RETAINED if RETAINED in self.release else DEFAULT
 
     def entry_compartment(self, region: str) -> str:
         return self.entry.get(region, self.entry[DEFAULT])
@@ -436,31 +582,86 @@ class ChainModel:
                     f"release of {d.nuclide} lists space(s) {', '.join(map(repr, unknown))} that this "
                     f"chain never consults; valid: {', '.join(map(repr, sorted(valid)))}. {hint}"
                 )
+        self._check_entries()
         object.__setattr__(self, "assumptions", tuple(self.assumptions))
+
+    def _entry_regions(self, d: FreeDaughter) -> set[str]:
+        """Regions where atoms of ``d`` can be released (the keys its entry map may use): the
+        parent's regions (decays of the parent and of retained daughters) and the regions of
+        the free-ion graphs of the tracked daughters that make ``d``."""
+        trans = decay_transitions(self.nuclides)
+        regions = set(self.parent.graph.regions)
+        for x in self.daughters:
+            if x is not d and trans[x.nuclide].get(d.nuclide, 0.0) > 0.0:
+                regions |= set(x.graph.regions)
+        return regions
+
+    def _check_entries(self) -> None:
+        """Entry keys must be regions where the daughter can be released; a parent region
+        without its own entry whose atoms would enter a pool of another region is warned about."""
+        parent_regions = set(self.parent.graph.regions)
+        unmapped: dict[str, list[str]] = {}
+        for d in self.daughters:
+            consulted = self._entry_regions(d)
+            unknown = [k for k in d.entry if k != DEFAULT and k not in consulted]
+            foreign = [k for k in unknown if k in d.graph.regions]
+            if foreign:
+                raise GraphError(
+                    f"the free-ion graph of {d.nuclide} has region(s) {', '.join(map(repr, foreign))} "
+                    f"that the parent model {self.parent.name!r} lacks (its regions: "
+                    f"{', '.join(self.parent.graph.regions)}): the daughters were built for another "
+                    "parent. Build the chain for this parent (e.g. pbpk.ac225_psma_model(..., "
+                    "lesion_volumes_l=...)) or the daughters' graphs with "
+                    "pbpk.free_ion_graph(parent, nuclide)."
+                )
+            if unknown:
+                raise UnknownNameError(
+                    f"entry of {d.nuclide} names region(s) {', '.join(map(repr, unknown))} where no "
+                    f"{d.nuclide} is ever released; known regions: {', '.join(sorted(consulted))} "
+                    "(and '*' for every other region)."
+                )
+            star_region = d.graph.compartment(d.entry[DEFAULT]).region
+            for r in sorted(parent_regions & consulted):
+                if r not in d.entry and r != star_region:
+                    unmapped.setdefault(r, []).append(d.nuclide)
+        if unmapped:
+            import warnings
+
+            parts = "; ".join(f"{r} ({', '.join(n)})" for r, n in unmapped.items())
+            warnings.warn(
+                f"the daughters' entry maps have no pool for parent region(s) {parts}: daughters "
+                "released there enter their '*' compartment, in another region. Build the chain "
+                "for this parent (e.g. pbpk.ac225_psma_model(..., lesion_volumes_l=...), or "
+                "daughters from pbpk.free_ion_graph(parent, nuclide)) or give entry for them.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def __hash__(self) -> int:  # mappings inside are not hashable; identity is enough for caching
         return id(self)
 
     def _release_keys(self, d: FreeDaughter, release: Mapping[str, float]) -> tuple[set[str], str]:
         """The release keys the simulation consults for daughter ``d`` and a sentence saying why:
-        the parent graph's spaces and ``'*'`` for a daughter made by decays of the parent;
-        ``retained`` (and ``'*'`` while ``retained`` is not listed) for one made by decays of a
-        tracked daughter."""
+        the parent graph's spaces and ``'*'`` for a daughter made by decays of the parent; the
+        parent graph's spaces (where retained predecessors sit), ``retained`` (and ``'*'``
+        while ``retained`` is not listed) for one made by decays of a tracked daughter."""
         trans = decay_transitions(self.nuclides)
         by_parent = trans[self.parent.nuclide].get(d.nuclide, 0.0) > 0.0
         by_daughter = any(trans.get(x.nuclide, {}).get(d.nuclide, 0.0) > 0.0
                           for x in self.daughters if x is not d)
+        spaces = {c.space for c in self.parent.graph.compartments}
         valid = set()
         if by_parent:
-            valid |= {c.space for c in self.parent.graph.compartments} | {DEFAULT}
-        if by_daughter:
-            valid |= {RETAINED} | ({DEFAULT} if RETAINED not in release else set())
+            valid |= spaces | {DEFAULT}
+        if by_daughter:  # retained predecessors sit in the parent's spaces
+            valid |= spaces | {RETAINED} | ({DEFAULT} if RETAINED not in release else set())
         made = " and ".join(w for w, yes in (("the parent", by_parent), ("tracked daughters", by_daughter))
                             if yes)
         hint = (f"{d.nuclide} is made by decays of {made}"
-                + ("; decays of free daughters always release it, so the parent's spaces do not "
-                   "apply." if not by_parent else "; 'retained' applies only to daughters made by "
-                   "daughters." if not by_daughter else "."))
+                + ("; free daughters always release it, retained ones by the parent space where "
+                   "they sit (else 'retained', else '*')." if not by_parent
+                   else "; 'retained' applies only to daughters made by daughters." if not by_daughter
+                   else "."))
         return valid, hint
 
     @property
@@ -517,8 +718,9 @@ class ChainModel:
 
         Keys are the spaces the simulation consults for this daughter: for a daughter made by
         decays of the parent, the parent graph's spaces and ``_`` (``'*'``, every space not
-        listed); for one made by decays of a tracked daughter, ``retained`` (decays of
-        retained atoms; ``_`` too while ``retained`` is not listed). Values are fractions in
+        listed); for one made by decays of a tracked daughter (free ones always release it),
+        the parent graph's spaces (decays of atoms retained there), ``retained`` (retained
+        atoms in spaces not listed) and ``_`` while ``retained`` is not listed. Values are fractions in
         [0, 1]. Any other key would change nothing, so it raises
         :class:`~pbpk.UnknownNameError` listing the valid ones.
         """
@@ -549,7 +751,13 @@ class ChainModel:
         return dataclasses.replace(self, daughters=new, description=self.description + " (in situ)")
 
     def with_parent(self, parent: PBPKModel) -> ChainModel:
-        """The same daughters with another parent model (e.g. a calibrated patient)."""
+        """The same daughters with another parent model (e.g. a calibrated patient).
+
+        The daughters keep their free-ion graphs, so the new parent should have the regions
+        they were built for: a daughter region the parent lacks raises
+        :class:`~pbpk.GraphError`; a parent region without an entry is warned about. For
+        another body (lesions, physiology) build the chain anew (:func:`ac225_psma_model`).
+        """
         return dataclasses.replace(self, parent=parent)
 
     def to_json(self) -> str:
@@ -603,9 +811,13 @@ class ChainModel:
         for x, row in self.transitions.items():
             parts = ", ".join(f"{y or 'ended'} {b:.5g}" for y, b in row.items())
             lines.append(f"  {x} -> {parts}")
+        by_parent = self.transitions[self.parent.nuclide]
         for d in self.daughters:
             rel = ", ".join(f"{k}: {v:g}" for k, v in d.release.items())
-            lines.append(f"  {d.nuclide}: {len(d.graph.compartments)} free-ion pools; release {rel}")
+            note = ("" if by_parent.get(d.nuclide, 0.0) > 0.0 else
+                    " (per decay of a retained predecessor, by the space where it sits; free "
+                    "predecessors always release)")
+            lines.append(f"  {d.nuclide}: {len(d.graph.compartments)} free-ion pools; release {rel}{note}")
         lines += [f"  assumption: {a}" for a in self.assumptions]
         return "\n".join(lines)
 
@@ -623,13 +835,16 @@ class _ChainSystem:
     jac_rows: np.ndarray
     jac_cols: np.ndarray
     slots: np.ndarray  # slot of each (row, col) entry within the daughter part of the pattern
-    # layout per daughter k: free states, retained per parent region, integral per report region
+    # layout per daughter k: free states, retained per (parent region, site class), integral
+    # per report region
     free: tuple[np.ndarray, ...]
     retained: tuple[np.ndarray, ...]
     integral: tuple[np.ndarray, ...]
     report_regions: tuple[tuple[str, ...], ...]
     free_region: tuple[np.ndarray, ...]  # report-region index of each free state
+    retained_region: np.ndarray  # report-region index of each retained state (same for every k)
     ended: int
+    parent_excreta: tuple[tuple[str, int], ...]  # (excreta region, state of the parent's integral)
 
 
 def _factor_value(tokens, params) -> float:
@@ -641,6 +856,29 @@ def _factor_value(tokens, params) -> float:
     return v
 
 
+def _retained_sites(chain: ChainModel) -> tuple[list[tuple[str, str]], dict[tuple[str, str], int]]:
+    """Sites of retained atoms: (parent region, representative space) per site, and the site of
+    each (region, space) of the parent's compartments.
+
+    A retained atom stays in the parent compartment's space where its first retained ancestor
+    was formed; spaces whose decays release every daughter made by a tracked daughter by the
+    same release key share a site (e.g. 'internalised' vs every other space in the 225Ac chain).
+    """
+    trans = chain.transitions
+    by_daughter = [y for y in chain.daughters
+                   if any(trans[x.nuclide].get(y.nuclide, 0.0) > 0.0 for x in chain.daughters)]
+    sites: list[tuple[str, str]] = []
+    seen: dict[tuple[str, tuple[str, ...]], int] = {}
+    site_of: dict[tuple[str, str], int] = {}
+    for c in chain.parent.graph.compartments:
+        key = (c.region, tuple(y._retained_key(c.space) for y in by_daughter))
+        if key not in seen:
+            seen[key] = len(sites)
+            sites.append((c.region, c.space))
+        site_of[(c.region, c.space)] = seen[key]
+    return sites, site_of
+
+
 def _build_system(chain: ChainModel) -> _ChainSystem:
     parent = chain.parent
     cg = compile_graph(parent.graph)
@@ -649,6 +887,7 @@ def _build_system(chain: ChainModel) -> _ChainSystem:
     lam = {x: get_nuclide(x).decay_constant_per_h for x in chain.nuclides}
     acf_p = parent.carrier_free_mbq_per_nmol
     trans = chain.transitions
+    sites, site_of = _retained_sites(chain)
     rows: list[int] = []
     cols: list[int] = []
     vals: list[float] = []
@@ -665,35 +904,51 @@ def _build_system(chain: ChainModel) -> _ChainSystem:
     for d in chain.daughters:
         extra += [r for r in d.graph.regions if r not in regions_p and r not in extra]
     rep = (*regions_p, *extra)  # report regions, common to every daughter
+    ns = len(sites)
     for d in chain.daughters:
         dg = d.graph
         nf = len(dg.compartments)
         free.append(np.arange(offset, offset + nf))
-        retained.append(np.arange(offset + nf, offset + nf + len(regions_p)))
-        integral.append(np.arange(offset + nf + len(regions_p), offset + nf + len(regions_p) + len(rep)))
+        retained.append(np.arange(offset + nf, offset + nf + ns))
+        integral.append(np.arange(offset + nf + ns, offset + nf + ns + len(rep)))
         report.append(rep)
         free_region.append(np.array([rep.index(c.region) for c in dg.compartments]))
-        offset += nf + len(regions_p) + len(rep)
+        offset += nf + ns + len(rep)
     ended = offset
-    n = offset + 1
+    excreta = [r for r in regions_p if r not in parent.graph.body_regions]
+    parent_excreta = tuple((r, ended + 1 + i) for i, r in enumerate(excreta))
+    n = ended + 1 + len(excreta)
     index = {d.nuclide: k for k, d in enumerate(chain.daughters)}
 
-    def produce(y_name, region, space, rate, col):
-        """Atoms of ``y_name`` made at ``rate`` x state ``col`` by a decay in ``region``/``space``."""
+    def produce(y_name, region, rate, col, space=None, site=None):
+        """Atoms of ``y_name`` made at ``rate`` x state ``col`` by a decay in ``region``: of the
+        parent in ``space``, of a retained atom at ``site``, or (neither) of a free atom."""
         if y_name is None:
             add(ended, col, rate)
             return
         k = index[y_name]
         d = chain.daughters[k]
-        f = 1.0 if space is None else d.release_fraction(space)
         j = d.graph.compartment_names.index(d.entry_compartment(region))
+        if space is None and site is None:  # daughters of free atoms are free
+            add(int(free[k][j]), col, rate)
+            return
+        if space is not None:
+            f = d.release_fraction(space)
+            site = site_of[(region, space)]
+        else:
+            f = d.release[d._retained_key(sites[site][1])]
         add(int(free[k][j]), col, rate * f)
-        add(int(retained[k][regions_p.index(region)]), col, rate * (1.0 - f))
+        add(int(retained[k][site]), col, rate * (1.0 - f))
 
     # parent hot atoms (nmol) decaying in each compartment
     for i, c in enumerate(parent.graph.compartments):
         for y, b in trans[parent.nuclide].items():
-            produce(y, c.region, c.space, b * lam[parent.nuclide] * acf_p, i)
+            produce(y, c.region, b * lam[parent.nuclide] * acf_p, i, space=c.space)
+    # the parent's time integral in each excreta region (its TIA there)
+    for r, state in parent_excreta:
+        for i, c in enumerate(parent.graph.compartments):
+            if c.region == r:
+                add(state, i, 1.0)
     # daughters
     for k, d in enumerate(chain.daughters):
         ly = lam[d.nuclide]
@@ -719,13 +974,13 @@ def _build_system(chain: ChainModel) -> _ChainSystem:
             add(int(fs[j]), int(fs[j]), -ly)
             add(int(integral[k][free_region[k][j]]), int(fs[j]), 1.0)
             for z, b in trans[d.nuclide].items():
-                produce(z, c.region, None, b * ly, int(fs[j]))
-        for r, region in enumerate(regions_p):
-            col = int(retained[k][r])
+                produce(z, c.region, b * ly, int(fs[j]))
+        for q, (region, _) in enumerate(sites):
+            col = int(retained[k][q])
             add(col, col, -ly)
-            add(int(integral[k][r]), col, 1.0)
+            add(int(integral[k][rep.index(region)]), col, 1.0)
             for z, b in trans[d.nuclide].items():
-                produce(z, region, RETAINED, b * ly, col)
+                produce(z, region, b * ly, col, site=q)
 
     rows_a = np.array(rows, dtype=np.int32)
     cols_a = np.array(cols, dtype=np.int32)
@@ -740,7 +995,9 @@ def _build_system(chain: ChainModel) -> _ChainSystem:
         jac_rows=np.concatenate([cg.jac_rows, extra[:, 0]]).astype(np.int32),
         jac_cols=np.concatenate([cg.jac_cols, extra[:, 1]]).astype(np.int32),
         slots=slots, free=tuple(free), retained=tuple(retained), integral=tuple(integral),
-        report_regions=tuple(report), free_region=tuple(free_region), ended=ended,
+        report_regions=tuple(report), free_region=tuple(free_region),
+        retained_region=np.array([rep.index(r) for r, _ in sites]), ended=ended,
+        parent_excreta=parent_excreta,
     )
 
 
@@ -762,13 +1019,14 @@ class ChainResult:
         and retained atoms together); the parent's is ``parent.activity_mbq``.
     tia_mbq_h:
         Per nuclide, TIA (MBq h) per region, from the first administration to infinity
-        (parent: its body regions; daughters: every region, excreta included).
+        (every region, excreta included; the parent's body-region TIAs are also in
+        ``parent.tia_mbq_h``).
     atoms_residual:
         (T,) (parent + daughters + ended atoms - administered parent atoms) / administered.
     ended_fraction:
         (T,) atoms that have left the last tracked member, per administered parent atom.
     in_situ_tia:
-        Per nuclide and parent body region, the TIA if every daughter decayed where the parent
+        Per nuclide and parent region, the TIA if every daughter decayed where the parent
         decayed (the conventional equilibrium-daughter assumption), for comparison.
     regions:
         Per daughter, the region names of its ``activity_mbq`` columns.
@@ -938,8 +1196,11 @@ def simulate_chain(
         Boluses (:class:`~pbpk.Schedule`); infusions are not supported for chains (the
         parent decaying in the syringe would make daughters outside the body model).
     times_h:
-        Output times (h). The last one should be after about 10 parent half-lives
-        (2400 h for 225Ac, 110 h for 212Pb): after it every atom is assumed to stay put.
+        Output times (h). TIAs run to infinity whatever the last one: after the last
+        integrated time every atom left is assumed to stay where it is, so when the last
+        output time comes before 10 half-lives of the longest-lived tracked member after the
+        last administration (2381 h for 225Ac, 106 h for 212Pb) the system is integrated on
+        internally to 20 half-lives (the outputs stay at ``times_h``).
     params:
         Overrides of the parent model's parameters (floats). The daughters' free-ion
         parameters are their own: change them with :meth:`ChainModel.with_daughter_parameters`
@@ -978,28 +1239,67 @@ def simulate_chain(
         )
     times = _as_times(times_h)
     parent = chain.parent
-    merged = _merged_parameters(parent, {k: float(v) for k, v in (params or {}).items()})
+    merged = _merged_parameters(parent, _parameter_overrides(params))
     cg = parent.compiled
     check_parameter_values(cg, merged)
-    segs, out_map = _segments(schedule, times)
+    # a last output time before 10 half-lives of the longest-lived member after the last
+    # administration would book too many atoms where they are: integrate on to 20 half-lives
+    last_dose = max(a.time_h for a in schedule.administrations)
+    t_half = max(get_nuclide(x).half_life_h for x in chain.nuclides)
+    n_out = len(times)
+    _segments(schedule, times)  # refuses administrations after the last output time
+    run_times = times
+    if times[-1] < last_dose + _TAIL_HALF_LIVES * t_half:
+        run_times = np.append(times, last_dose + 2 * _TAIL_HALF_LIVES * t_half)
+    segs, out_map = _segments(schedule, run_times)
     bolus, _ = _dose_inputs(parent, schedule, segs)
     system = _build_system(chain)
     opts = (("rtol", float(rtol)), ("atol", float(atol)), ("max_steps", int(max_steps)))
     ref = _SystemRef(system, _structure_key(chain))
-    injected = tuple(_injected_mbq(schedule, float(t)) for t in times)
+    injected = tuple(_injected_mbq(schedule, float(t)) for t in run_times)
     fn = _jitted_chain((parent.graph, parent.nuclide), ref, segs, out_map,
-                       tuple(times.tolist()), injected, opts)
+                       tuple(run_times.tolist()), injected, opts)
     p = cg.pack(merged)
-    expected = jnp.asarray(_administered_nmol(parent, schedule, times))
+    expected = jnp.asarray(_administered_nmol(parent, schedule, run_times))
     res, Y = fn(p, jnp.asarray(system.vals), jnp.asarray(bolus), expected)
     if int(res.status) != 0:
         from pbpk._simulate import STATUS_MESSAGES
 
         raise SolverError(f"simulation of chain {parent.name!r} failed: {STATUS_MESSAGES.get(int(res.status))}.")
-    return _chain_outputs(chain, system, res, np.asarray(Y), times, bolus, segs, out_map)
+    return _chain_outputs(chain, system, res, np.asarray(Y), run_times, bolus, segs, out_map, n_out)
 
 
-def _chain_outputs(chain, system, parent_res, Y, times, bolus, segs, out_map) -> ChainResult:
+#: Half-lives (of the longest-lived tracked member) after the last administration that the
+#: last output time of :func:`simulate_chain` must reach (at most 2^-10 of the atoms are then
+#: booked where they are); if it does not, the system is integrated on to twice as many.
+_TAIL_HALF_LIVES = 10.0
+
+
+def _parameter_overrides(params) -> dict[str, float]:
+    """``params`` of :func:`simulate_chain` as floats (a mapping of real numbers)."""
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise InvalidInputError(
+            f"params must be a mapping of parent parameter name to value (e.g. {{'R_kidney': 20.0}}), "
+            f"got {type(params).__name__}."
+        )
+    out = {}
+    for k, v in params.items():
+        x = _real_or_none(v)
+        if x is None:
+            raise InvalidInputError(
+                f"params[{k!r}] = {v!r} must be a real number (simulate_chain takes one patient; "
+                "for a daughter's free-ion parameters use ChainModel.with_daughter_parameters)."
+            )
+        out[k] = x
+    return out
+
+
+def _chain_outputs(chain, system, parent_res, Y, times, bolus, segs, out_map, n_out=None) -> ChainResult:
+    """The result from the states ``Y`` at ``times``; the first ``n_out`` times are reported
+    (later ones only extend the integration for the TIA)."""
+    n_out = len(times) if n_out is None else n_out
     parent = chain.parent
     cg = compile_graph(parent.graph)
     nc = cg.n_compartments
@@ -1029,12 +1329,13 @@ def _chain_outputs(chain, system, parent_res, Y, times, bolus, segs, out_map) ->
         S_ret = Y[:, system.retained[k]]
         M = np.zeros((len(fr), len(rep)))
         M[np.arange(len(fr)), system.free_region[k]] = 1.0
-        S_reg = S_free @ M
-        S_reg[:, : len(regions_p)] += S_ret
+        M_ret = np.zeros((len(system.retained[k]), len(rep)))
+        M_ret[np.arange(len(system.retained[k])), system.retained_region] = 1.0
+        S_reg = S_free @ M + S_ret @ M_ret
         daughters_total += S_free.sum(1) + S_ret.sum(1)
         ratio = lam[d.nuclide] / lp
-        activity[d.nuclide] = ratio * S_reg
-        free_act[d.nuclide] = ratio * (S_free @ M)
+        activity[d.nuclide] = ratio * S_reg[:n_out]
+        free_act[d.nuclide] = ratio * (S_free @ M)[:n_out]
         per_region_end[d.nuclide] = S_reg[-1]
     for k, d in enumerate(chain.daughters):
         rep = system.report_regions[k]
@@ -1049,6 +1350,8 @@ def _chain_outputs(chain, system, parent_res, Y, times, bolus, segs, out_map) ->
         values = (lam[d.nuclide] * integ + fut) / lp
         tia[d.nuclide] = {r: float(v) for r, v in zip(rep, values)}
     tia_parent = {r: float(v) for r, v in zip(parent_res.body_regions, np.asarray(parent_res.tia_mbq_h))}
+    for r, state in system.parent_excreta:  # excreta: integral + physical decay where they are
+        tia_parent[r] = float(acf_p * y_end[state] + hot_region_end[regions_p.index(r)] / lp)
     tia = {parent.nuclide: tia_parent, **tia}
     in_situ = {x: {r: cum[parent.nuclide][x] * v for r, v in tia_parent.items()} for x in chain.nuclides}
     ended = Y[:, system.ended]
@@ -1056,33 +1359,55 @@ def _chain_outputs(chain, system, parent_res, Y, times, bolus, segs, out_map) ->
     safe = np.where(given > 0, given, 1.0)
     residual = np.where(given > 0, (total - given) / safe, total)
     regions = {d.nuclide: system.report_regions[k] for k, d in enumerate(chain.daughters)}
+    if n_out < len(times):  # the parent's outputs at the requested times, its TIA to infinity
+        parent_res = dataclasses.replace(
+            parent_res, **{f: getattr(parent_res, f)[:n_out] for f in (
+                "times_h", "activity_mbq", "ligand_nmol", "urine_fraction",
+                "mass_balance_residual", "injected_activity_mbq")},
+            compartment_activity_mbq=None if parent_res.compartment_activity_mbq is None
+            else parent_res.compartment_activity_mbq[:n_out],
+        )
     return ChainResult(
         parent=parent_res,
         nuclides=chain.nuclides,
-        times_h=np.asarray(times),
+        times_h=np.asarray(times[:n_out]),
         regions=regions,
         activity_mbq=activity,
         free_activity_mbq=free_act,
         tia_mbq_h=tia,
         in_situ_tia=in_situ,
-        atoms_residual=residual,
-        ended_fraction=ended / safe,
+        atoms_residual=residual[:n_out],
+        ended_fraction=(ended / safe)[:n_out],
         energies_mev=chain.member_energies_mev(),
         organ_volumes_l=dict(parent.organ_volumes_l),
     )
 
 
 # ----------------------------------------------------------------------------- shipped models
-_RECOIL = (
-    "recoil release: the 225Ac alpha recoil (~100 keV) exceeds any chemical bond energy, so a "
-    "daughter formed outside a cell leaves the chelate (de Kruijff RM, Wolterbeek HT, Denkova "
-    "AG, Pharmaceuticals 2015;8:321, review); release 1.0 from every extracellular space"
-)
-_INTERNAL = (
-    "ASSUMPTION: daughters formed inside cells (internalised ligand, retained atoms) stay in the "
-    "cell over their short lives: release 0 (McDevitt MR et al., Science 2001;294:1537, "
-    "internalised 225Ac nanogenerators retain their daughters; no human fraction published)"
-)
+def _recoil_text(release: float) -> str:
+    """The stated extracellular release of the 225Ac builder, with the value used."""
+    if release == 1.0:
+        return (
+            "recoil release: the 225Ac alpha recoil (~100 keV) exceeds any chemical bond energy, "
+            "so a daughter formed outside a cell leaves the chelate (de Kruijff RM, Wolterbeek HT, "
+            "Denkova AG, Pharmaceuticals 2015;8:321, review); release 1.0 per decay in every "
+            "extracellular space (of the ligand and of daughters retained there)"
+        )
+    return (f"release {release:g} per decay in every extracellular space (of the ligand and of "
+            "daughters retained there; given)")
+
+
+def _internal_text(release: float) -> str:
+    """The stated intracellular release, with the value used."""
+    if release == 0.0:
+        return (
+            "ASSUMPTION: daughters formed inside cells (internalised ligand, atoms retained in "
+            "cells) stay in the cell over their short lives: release 0 (McDevitt MR et al., "
+            "Science 2001;294:1537, internalised 225Ac nanogenerators retain their daughters; no "
+            "human fraction published)"
+        )
+    return (f"release {release:g} per decay inside cells (internalised ligand, atoms retained in "
+            "cells; given)")
 
 
 def _molar_activity(value, example: str = "0.1 for 225Ac-PSMA-617") -> float:
@@ -1120,9 +1445,11 @@ def ac225_psma_model(
     Parameters
     ----------
     release_extracellular:
-        Fraction of daughters leaving the site per decay outside cells (default 1.0, recoil).
+        Fraction of daughters leaving the site per decay outside cells (default 1.0, recoil),
+        for decays of the ligand and of daughters retained at extracellular sites.
     release_internalised:
-        Fraction leaving the cell per decay of internalised or retained atoms (default 0.0).
+        Fraction leaving the cell per decay of internalised ligand or of daughters retained in
+        cells (default 0.0).
     molar_activity_mbq_per_nmol:
         ASSUMPTION 0.1 MBq/nmol (8 MBq with 80 nmol of PSMA-617, the order of the ligand
         amounts of 177Lu therapy; clinical 225Ac-PSMA-617 activities are 50-200 kBq/kg,
@@ -1137,10 +1464,12 @@ def ac225_psma_model(
     parent = psma_model(ligand, "Ac-225", phys, **psma_kwargs)
     parent = dataclasses.replace(parent, default_molar_activity_mbq_per_nmol=molar,
                                  description=parent.description + "; 225Ac")
-    # 221Fr is made by decays of the ligand (its spaces apply), 213Bi by decays of 221Fr
-    # (via 217At): free 221Fr always releases it, retained 221Fr by the internalised fraction
-    rel = {"Fr-221": {DEFAULT: release_extracellular, "internalised": release_internalised},
-           "Bi-213": {DEFAULT: release_extracellular, RETAINED: release_internalised}}
+    # 221Fr is made by decays of the ligand, 213Bi by decays of 221Fr (via 217At): free 221Fr
+    # always releases it, 221Fr retained in the parent's space s by the same fraction as a
+    # decay of the ligand in s (inside cells: 'internalised'; outside: '*')
+    ext = _release_value(release_extracellular, "release_extracellular")
+    internal = _release_value(release_internalised, "release_internalised")
+    rel = {nuc: {DEFAULT: ext, "internalised": internal} for nuc in ("Fr-221", "Bi-213")}
     daughters = []
     for nuc in ("Fr-221", "Bi-213"):
         graph, params, src, entry = free_ion_graph(parent, nuc, phys)
@@ -1148,7 +1477,7 @@ def ac225_psma_model(
                                       (str(ELEMENT_KINETICS[_element(nuc)]["source"]),)))
     return ChainModel(
         parent, tuple(daughters), f"225Ac-{get_ligand_name(ligand)} with free 221Fr and 213Bi",
-        (_RECOIL, _INTERNAL,
+        (_recoil_text(ext), _internal_text(internal),
          (f"ASSUMPTION: molar activity {molar:g} MBq/nmol (see ac225_psma_model)" if molar == 0.1
           else f"molar activity {molar:g} MBq/nmol (given)"),
          ("the parent kinetics are the 177Lu-calibrated PSMA model's; 225Ac-PSMA-617 has no "
@@ -1210,12 +1539,16 @@ def pb212_sstr_model(
     parent = sstr_model(base, "Pb-212", phys, **sstr_kwargs)
     parent = dataclasses.replace(parent, ligand=ligand, default_molar_activity_mbq_per_nmol=molar,
                                  description=f"{parent.description}; 212Pb-{ligand} ({base} kinetics)")
-    f_ext = release if release_extracellular is None else release_extracellular
-    rel = {DEFAULT: f_ext, "internalised": release_internalised}  # 212Bi is made by the ligand's decays
+    f_ext = (release if release_extracellular is None
+             else _release_value(release_extracellular, "release_extracellular"))
+    internal = _release_value(release_internalised, "release_internalised")
+    rel = {DEFAULT: f_ext, "internalised": internal}  # 212Bi is made by the ligand's decays
     graph, params, src, entry = free_ion_graph(parent, "Bi-212", phys)
     d = FreeDaughter("Bi-212", graph, params, rel, entry, src, (str(ELEMENT_KINETICS["Bi"]["source"]),))
+    if f_ext != release:
+        source = f"{source}; GIVEN: release {f_ext:g} per 212Pb decay outside cells is used instead"
     return ChainModel(parent, (d,), f"212Pb-{ligand} with free 212Bi",
-                      (source, _INTERNAL,
+                      (source, _internal_text(internal),
                        f"ASSUMPTION: molar activity {molar:g} MBq/nmol" if molar == 2.0
                        else f"molar activity {molar:g} MBq/nmol (given)"))
 

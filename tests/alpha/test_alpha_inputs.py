@@ -45,14 +45,16 @@ def test_chain_with_release_accepts_parent_spaces_and_default(ac_chain):
 
 
 def test_chain_with_release_of_a_daughter_made_by_a_daughter(ac_chain):
-    """Bi-213 comes from Fr-221 decays only (free -> free, retained -> 'retained')."""
-    with pytest.raises(pbpk.UnknownNameError, match="parent's spaces do not apply"):
-        ac_chain.with_release("Bi-213", bound=0.2)
-    # keys the simulation never consults for this daughter would change nothing: refused
-    for nuclide, key in (("Bi-213", "internalised"), ("Bi-213", "_"), ("Fr-221", "retained")):
+    """Bi-213 comes from Fr-221 decays only: free 221Fr always releases it, retained 221Fr by
+    the parent space where it sits (else 'retained', else '*')."""
+    assert ac_chain.with_release("Bi-213", bound=0.2).daughter("Bi-213").release_fraction("bound") == 0.2
+    for nuclide, key in (("Bi-213", "internalized"), ("Fr-221", "retained")):
         with pytest.raises(pbpk.UnknownNameError, match="unknown release space"):
             ac_chain.with_release(nuclide, **{key: 0.5})
-    assert ac_chain.with_release("Bi-213", retained=0.3).daughter("Bi-213").release_fraction("retained") == 0.3
+    with_retained = ac_chain.with_release("Bi-213", retained=0.3)
+    assert with_retained.daughter("Bi-213").release_fraction("retained") == 0.3
+    with pytest.raises(pbpk.UnknownNameError, match="unknown release space"):
+        with_retained.with_release("Bi-213", _=0.5)  # '*' is never consulted once 'retained' is set
 
 
 def test_free_daughter_with_release_refuses_unknown_spaces(ac_chain):
@@ -116,11 +118,11 @@ def test_chain_model_refuses_release_spaces_it_never_consults(ac_chain):
     consults for that daughter (a misspelling, or 'retained' for a daughter of the parent)
     would change nothing, so the chain refuses it at construction."""
     fr, bi = ac_chain.daughter("Fr-221"), ac_chain.daughter("Bi-213")
-    for daughter, key in ((fr, "internalized"), (fr, "retained"), (bi, "internalised")):
+    for daughter, key in ((fr, "internalized"), (fr, "retained"), (bi, "internalized")):
         bad = dataclasses.replace(daughter, release={**daughter.release, key: 0.5})
         others = tuple(bad if d is daughter else d for d in ac_chain.daughters)
         with pytest.raises(pbpk.UnknownNameError, match=repr(key)):
             pbpk.ChainModel(ac_chain.parent, others)
     # the shipped chains list only consulted spaces, and '*' is always allowed
-    assert set(fr.release) == {"*", "internalised"} and set(bi.release) == {"*", "retained"}
+    assert set(fr.release) == {"*", "internalised"} and set(bi.release) == {"*", "internalised"}
     assert set(pbpk.pb212_sstr_model().daughter("Bi-212").release) == {"*", "internalised"}
