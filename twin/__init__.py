@@ -22,7 +22,8 @@ _EXPORTS = {
     "ScanSet": "twin._design", "rank_imaging_schedules": "twin._design",
     "InfeasibleError": "twin._errors", "TwinError": "twin._errors", "TwinInputError": "twin._errors",
     "EscalationResult": "twin._scenarios", "max_activity": "twin._scenarios",
-    "default_escalation_limits": "twin._scenarios",
+    "default_escalation_limits": "twin._scenarios", "TooFewDrawsError": "twin._scenarios",
+    "min_draws": "twin._scenarios",
     "scenario_table": "twin._scenarios",
     "DEFAULT_QUANTILES": "twin._twin", "TherapyPrediction": "twin._twin", "Twin": "twin._twin",
     "VoxelDose": "twin._twin", "therapy_schedule": "twin._twin", "limit_quantile": "twin._twin",
@@ -33,7 +34,7 @@ _EXPORTS = {
 __all__ = [
     "DEFAULT_QUANTILES", "EscalationResult", "InfeasibleError", "ScanSet", "TherapyPrediction", "Twin",
     "TwinError", "TwinInputError", "VoxelDose", "default_escalation_limits", "limit_quantile", "max_activity",
-    "model_doses",
+    "model_doses", "TooFewDrawsError", "min_draws",
     "rank_imaging_schedules", "scenario_table", "therapy_schedule", "write_report",
 ]
 

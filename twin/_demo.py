@@ -60,7 +60,7 @@ def run_demo(out_dir: str | Path = "out", *, activity_gbq: float = DEMO_ACTIVITY
     try:
         ph = patient.default_patient("PET")
         done("virtual patient")
-        tw = Twin.from_patient(ph, method=method)
+        tw = Twin.from_patient(ph, method=method, num_samples=max(400, n_draws))
         done("calibration")
         pred = tw.predict(activity_gbq=activity_gbq, n_cycles=n_cycles, interval_weeks=interval_weeks,
                           n_draws=n_draws)

@@ -16,6 +16,13 @@ activity (hot and cold ligand are kinetically identical), so one simulation serv
 step. When the ligand amount scales with activity (fixed molar activity), receptor saturation
 makes dose per GBq fall as activity rises; every step then re-simulates the draws at its own
 ligand amount (the compiled simulation is reused).
+
+A probability statement needs enough draws: with N draws the ``probability`` quantile is an
+order statistic only when at least one draw may lie beyond it, N (1 - p) >= 1, and
+:func:`max_activity` asks for at least :func:`min_draws` ``= max(20, ceil(1 / (1 - p)))``
+draws (20 for p = 0.95, 100 for 0.99); fewer (a MAP posterior has one) raise
+:class:`TooFewDrawsError`. The Monte Carlo interval of the answer
+(``EscalationResult.activity_mc_interval_gbq``) says how far another set of draws could move it.
 """
 
 from __future__ import annotations
@@ -43,9 +50,24 @@ from twin._twin import (
     therapy_schedule,
 )
 
-__all__ = ["EscalationResult", "default_escalation_limits", "max_activity", "scenario_table"]
+__all__ = ["EscalationResult", "TooFewDrawsError", "default_escalation_limits", "max_activity", "min_draws",
+           "scenario_table"]
 
 log = logging.getLogger(__name__)
+
+
+class TooFewDrawsError(TwinInputError):
+    """The posterior (or ``n_draws``) has too few draws for the requested probability
+    (:func:`min_draws`), e.g. a MAP posterior (one draw)."""
+
+
+def min_draws(probability: float) -> int:
+    """Fewest posterior draws for which :func:`max_activity` states that limits hold with
+    ``probability``: ``max(20, ceil(1 / (1 - probability)))``, so that at least one draw may lie
+    above the limit (with fewer, "all draws within" is the only possible answer) and never
+    fewer than 20 (20 at p = 0.95, 100 at 0.99)."""
+    p = _check_probability(probability)
+    return max(20, math.ceil(1.0 / (1.0 - p) - 1e-9))
 
 
 def _progress(iterable, total, desc, progress):
@@ -127,9 +149,11 @@ class EscalationResult:
     constraints) and tumour-dose quantiles (pandas). fixed: the same numbers
     for the fixed protocol. prediction: the TherapyPrediction at the optimum.
     activity_mc_interval_gbq: 95 % Monte Carlo interval of the activity per cycle from the
-    ``n_draws`` posterior draws (:func:`activity_mc_interval` on the binding limit; None at the
-    upper search bound): how much the answer would move with another set of draws. More draws
-    narrow it (about 1/sqrt(n_draws)).
+    ``n_draws`` posterior draws (None at the upper search bound): how much the answer would move
+    with another set of draws. Its ends are the activities at which the binomial confidence
+    ranks ``N p -/+ z sqrt(N p (1 - p))`` of the draws (instead of rank ``ceil(N p)``) reach the
+    limits, found by re-evaluating the draws at trial activities (exact, whatever the dose-activity
+    relation; clamped to ``bounds_gbq``). More draws narrow it (about 1/sqrt(n_draws)).
     """
 
     activity_gbq_per_cycle: float
@@ -229,20 +253,17 @@ def activity_mc_interval(values: np.ndarray, probability: float, activity_gbq: f
     statistics of ranks ``N p -/+ z sqrt(N p (1 - p))`` (normal approximation of the binomial
     count below the quantile; the ranks are clamped to 1..N). The activity that would put
     either of them at the limit follows from the quantity's local power law in the activity,
-    ``value ~ activity ** exponent`` (1 for an absorbed dose, > 1 for a BED with its quadratic
-    term). Returns (low, high) in GBq. With few draws (N (1 - p) of order 1) the low end is
-    clamped at the largest draw and understates the uncertainty.
+    ``value ~ activity ** exponent`` (1 for an absorbed dose at a fixed ligand amount, > 1 for a
+    BED with its quadratic term, < 1 when receptor saturation makes dose per GBq fall with
+    activity). Returns (low, high) in GBq. With few draws (N (1 - p) of order 1) the low end is
+    clamped at the largest draw and understates the uncertainty. :func:`max_activity` does not
+    assume a power law: it solves for both ends on re-evaluated draws (:func:`_rank_activity`).
     """
-    from scipy.stats import norm
-
     x = np.sort(np.asarray(values, dtype=float).reshape(-1))
     n = x.size
     if n < 2 or not 0 < probability < 1 or exponent <= 0:
         raise TwinInputError("activity_mc_interval needs >= 2 draws, 0 < probability < 1 and exponent > 0.")
-    z = float(norm.ppf(0.5 + level / 2))
-    half = z * math.sqrt(n * probability * (1 - probability))
-    lo_rank = min(max(int(math.floor(n * probability - half)), 1), n)
-    hi_rank = min(max(int(math.ceil(n * probability + half)), 1), n)
+    lo_rank, hi_rank = _confidence_ranks(n, probability, level)
     q = limit_quantile(x, probability)
     lo_q, hi_q = x[lo_rank - 1], x[hi_rank - 1]
     if not (q > 0 and lo_q > 0 and hi_q > 0):
@@ -250,21 +271,83 @@ def activity_mc_interval(values: np.ndarray, probability: float, activity_gbq: f
     return (float(activity_gbq * (q / hi_q) ** (1 / exponent)), float(activity_gbq * (q / lo_q) ** (1 / exponent)))
 
 
-def _local_exponent(evaluations, c, probability: float, a_star: float) -> float:
-    """d log(quantile of the binding quantity) / d log(activity) between the evaluated activities
-    closest to ``a_star`` on either side (1 if there are none); clamped to [1, 3]."""
-    pts = {}
-    for a, vals in evaluations:
-        pts[a] = limit_quantile(_quantity(vals, c), probability)
-    below = [a for a in pts if a < a_star * (1 - 1e-9)]
-    above = [a for a in pts if a > a_star * (1 + 1e-9)]
-    if not below or not above:
-        return 1.0
+def _confidence_ranks(n: int, probability: float, level: float = 0.95) -> tuple[int, int]:
+    """Ranks (1-based) of the order statistics that bracket the ``probability`` quantile of ``n``
+    draws with confidence ``level`` (normal approximation of the binomial; clamped to 1..n)."""
+    from scipy.stats import norm
+
+    half = float(norm.ppf(0.5 + level / 2)) * math.sqrt(n * probability * (1 - probability))
+    return (min(max(int(math.floor(n * probability - half)), 1), n),
+            min(max(int(math.ceil(n * probability + half)), 1), n))
+
+
+def _rank_excess(values, limits, rank: int, n_ref: int) -> float:
+    """max over the limits of log(rank-th smallest draw / limit): <= 0 where the rank-th order
+    statistic of every constraint is within its limit (``rank`` of ``n_ref`` draws, rescaled
+    when some draws failed at this activity)."""
+    g = -math.inf
+    for c in limits:
+        x = np.sort(_quantity(values, c))
+        if x.size == 0:
+            return math.inf
+        r = min(max(math.ceil(rank * x.size / n_ref - 1e-9), 1), x.size)
+        v = float(x[r - 1])
+        g = max(g, math.log(v / c["limit_gy"]) if v > 0 else -math.inf)
+    return g
+
+
+def _rank_activity(ev, limits, rank: int, n_ref: int, bounds: tuple[float, float], rtol: float,
+                   max_evaluations: int = 4) -> float:
+    """The largest activity at which the ``rank``-th order statistic of every constraint is
+    within its limit (rank ``ceil(N p)`` gives the escalated activity itself). Per draw, dose and
+    BED increase with activity, so the order statistics do too: the root is bracketed by the
+    activities already evaluated and refined by regula falsi in log-log coordinates (exact for a
+    power law, so one or two new evaluations reach ``rtol``); clamped to ``bounds``."""
+    pts = {a: _rank_excess(v, limits, rank, n_ref) for a, v in ev.evaluations}
+    below = [a for a, g in pts.items() if g <= 0]
+    above = [a for a, g in pts.items() if g > 0]
+    if not below:
+        return float(bounds[0])
+    if not above:
+        return float(bounds[1])
     a1, a2 = max(below), min(above)
-    if pts[a1] <= 0 or pts[a2] <= 0:
-        return 1.0
-    g = math.log(pts[a2] / pts[a1]) / math.log(a2 / a1)
-    return float(min(max(g, 1.0), 3.0))
+    if a2 <= a1:  # not monotone (failed draws): the bracket closest to the escalated activity
+        a1 = max([a for a in below if a < a2], default=bounds[0])
+    g1, g2 = pts.get(a1, -math.inf), pts[a2]
+    estimate = None
+    for _ in range(max_evaluations + 1):
+        if not math.isfinite(g1):
+            new = math.sqrt(a1 * a2)
+        else:
+            t = g1 / (g1 - g2)  # g1 <= 0 < g2
+            new = math.exp(math.log(a1) + t * math.log(a2 / a1))
+        if a2 / a1 <= 1 + rtol or (estimate is not None and abs(new / estimate - 1) <= rtol / 2):
+            return float(new)
+        estimate = new
+        g = _rank_excess(ev.values(new), limits, rank, n_ref)
+        if g <= 0:
+            a1, g1 = new, g
+        else:
+            a2, g2 = new, g
+    return float(estimate)
+
+
+def _check_enough_draws(twin, n_draws: int, probability: float, n_used: int | None = None) -> None:
+    need = min_draws(probability)
+    n_post = int(np.asarray(twin.posterior.log_samples).shape[0])
+    n = min(n_draws, n_post) if n_used is None else n_used
+    if n >= need:
+        return
+    if n_post < need:
+        how = (f"the posterior holds {n_post} draw(s) (method {twin.posterior.method!r}); calibrate with "
+               "method='laplace', 'laplace_is', 'nuts' or 'svi' (Twin.from_patient(..., method=...)) and "
+               f"num_samples >= {need}")
+    elif n_draws < need:
+        how = f"n_draws = {n_draws}; give n_draws >= {need}"
+    else:
+        how = f"only {n} draws simulated (the others failed); give more draws"
+    raise TooFewDrawsError(f"a limit that holds with probability {probability:g} needs at least {need} "
+                           f"posterior draws (so that one may lie above it): {how}.")
 
 
 def _feasible(values, limits, probability) -> tuple[bool, list[float]]:
@@ -292,6 +375,11 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
     bounds_gbq: activity search range per cycle; rtol: relative precision of the answer.
     The fixed protocol (``fixed_activity_gbq`` x ``fixed_n_cycles``, same ligand rule and
     interval) is predicted for comparison, with the number of its cycles the limits allow.
+
+    The posterior must hold at least :func:`min_draws` draws and ``n_draws`` must ask for
+    them (20 at probability 0.95): a MAP posterior (one draw) or a handful of draws cannot
+    support "with probability p"; :class:`TooFewDrawsError` says to calibrate with
+    ``method='laplace'`` (or ``'laplace_is'``, ``'nuts'``, ``'svi'``) or to give more draws.
     """
     _check_twin(twin)
     probability = _check_probability(probability)
@@ -333,13 +421,19 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
     if missing:
         raise TwinInputError(f"limits name region(s) {', '.join(missing)} without a dose; dose regions: "
                              f"{', '.join(sorted(known))}.")
-    ok_lo, probs_lo = _feasible(ev.values(lo), lim, probability)
+    _check_enough_draws(twin, n_draws, probability)
+    first = ev.values(lo)
+    _check_enough_draws(twin, n_draws, probability, len(_quantity(first, lim[0])))
+    ok_lo, probs_lo = _feasible(first, lim, probability)
     if not ok_lo:
         worst = lim[int(np.argmin(probs_lo))]
-        raise InfeasibleError(
-            f"even {lo:g} GBq x {n_cycles} violates {worst['organ']} {worst['quantity']} <= "
-            f"{worst['limit_gy']:g} Gy with probability {probability:g} (it holds with "
-            f"{min(probs_lo):.2f}); lower bounds_gbq or the number of cycles.")
+        reason = (f"even {lo:g} GBq x {n_cycles} violates {worst['organ']} {worst['quantity']} <= "
+                  f"{worst['limit_gy']:g} Gy with probability {probability:g} (it holds with "
+                  f"{min(probs_lo):.2f})")
+        err = InfeasibleError(f"{reason}; lower bounds_gbq or the number of cycles.")
+        err.reason = reason  # without the API advice (the CLI gives its own)
+        raise err
+    hi_bound = hi
     ok_hi, _ = _feasible(ev.values(hi), lim, probability)
     a_star, at_upper = (hi, True) if ok_hi else (None, False)
     if a_star is None:
@@ -373,8 +467,14 @@ def max_activity(twin: Twin, *, limits=None, probability: float = 0.95, n_cycles
             binding_c, binding_arr = c, arr
     mc_interval = None
     if not at_upper and binding_c is not None and binding_arr.size >= 2:
-        mc_interval = activity_mc_interval(binding_arr, probability, a_star,
-                                           _local_exponent(ev.evaluations, binding_c, probability, a_star))
+        # the activities at which the confidence ranks of the draws reach the limits, solved on
+        # re-evaluated draws (exact; a local power law misses receptor saturation)
+        n_ref = int(binding_arr.size)
+        r_lo, r_hi = _confidence_ranks(n_ref, probability)
+        bounds = (float(bounds_gbq[0]), float(hi_bound))
+        a_lo = _rank_activity(ev, lim, r_hi, n_ref, bounds, rtol)
+        a_hi = _rank_activity(ev, lim, r_lo, n_ref, bounds, rtol)
+        mc_interval = (min(a_lo, float(a_star)), max(a_hi, float(a_star)))
     import pandas as pd
 
     curve = _curve(ev, lim, probability)

@@ -58,7 +58,7 @@ def test_ligand_that_cannot_carry_the_activity_is_refused(twin):
 
 def test_escalation_with_fixed_ligand_stays_within_what_it_can_carry(twin):
     cap = 2.0 * LU177_CARRIER_FREE_MBQ_PER_NMOL / 1000.0   # GBq that 2 nmol carry
-    esc = max_activity(twin, ligand_nmol=2.0, n_draws=16, fixed_activity_gbq=1.0, fixed_n_cycles=1,
+    esc = max_activity(twin, ligand_nmol=2.0, n_draws=64, fixed_activity_gbq=1.0, fixed_n_cycles=1,
                        n_cycles=1, curve_points=0)
     assert esc.activity_gbq_per_cycle <= cap * (1 + 2e-3)
 

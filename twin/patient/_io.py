@@ -119,8 +119,8 @@ def check_same_grid(reference: Geometry, other: Geometry, what: str, tol_mm: flo
     if diffs:
         raise GeometryMismatchError(
             f"{what} is not on the PET grid ({'; '.join(diffs)}). Resample it explicitly "
-            "(load_patient(..., resample=True) or twin.patient.resample_to) or export it on the "
-            "PET grid."
+            "(`twin plan --resample`, load_patient(..., resample=True) or twin.patient.resample_to) "
+            "or export it on the PET grid."
         )
 
 

@@ -131,7 +131,8 @@ class Phantom:
         """
         out = Path(out_dir)
         if out.exists() and not overwrite:
-            raise InvalidInputError(f"{str(out)!r} exists; choose another folder or pass overwrite=True.")
+            raise InvalidInputError(f"{str(out)!r} exists; choose another folder or pass overwrite=True "
+                                    "(`twin phantom --overwrite`).")
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         try:

@@ -9,7 +9,10 @@ Files written to the report folder:
 * ``dose_map.png/pdf``: slices of the mean voxel dose over the CT (when a voxel map is given);
 * ``dvh.png/pdf`` and ``dvh.csv``: cumulative DVHs with credible bands per region;
 * ``escalation.png/pdf`` and ``escalation.csv``: the escalation curve with the limits;
-* ``report.pdf``: every figure in one file; ``report.json``: schedule, units, tables, files.
+* ``report.pdf``: every figure in one file; ``report.json``: schedule (with the ligand amount per
+  administration the prediction used), units, how each quantile column is computed
+  (``quantile_method``: interpolated in organ_doses.csv, order statistic in limits.csv), tables,
+  files.
 
 Everything is written to a temporary folder next to the target and moved into place at the
 end, so a failed report leaves nothing half-written.
@@ -31,7 +34,7 @@ import numpy as np
 
 from twin._errors import TwinInputError
 
-__all__ = ["UNITS", "write_report"]
+__all__ = ["QUANTILE_METHOD", "UNITS", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,17 @@ UNITS = {"time_h": "h after the first administration", "_mbq": "MBq (not decay-c
          "_mbq_h": "MBq h (injection to infinity)", "_gy": "Gy", "_gy_per_gbq": "Gy per GBq administered",
          "activity_gbq": "GBq", "volume_fraction": "fraction of the region volume (0-1)",
          "probability": "fraction of posterior draws (0-1)"}
+#: How each table's quantile columns are computed (also stored in report.json): two definitions
+#: meet in one report, e.g. organ_doses.csv ``bed_q95_gy`` and limits.csv ``q95_gy`` of the
+#: kidney can differ by a fraction of the gap between neighbouring draws.
+QUANTILE_METHOD = {
+    "organ_doses.csv, tac.csv, dvh.csv and the tumour-dose and q50 columns of escalation.csv":
+        "interpolated: numpy.quantile(draws, q) (method 'linear', between neighbouring draws)",
+    "limits.csv, the escalation constraints and the limit-quantile columns of escalation.csv":
+        "order statistic: the smallest draw with at least the fraction q of the draws <= it "
+        "(numpy 'inverted_cdf', twin.limit_quantile), so q <= limit exactly when the limit holds "
+        "with that probability",
+}
 _TAC_REGIONS = ("kidney", "salivary", "liver", "spleen", "red_marrow", "plasma")
 
 
@@ -53,8 +67,9 @@ def _plt():
 
 
 def _save(fig, folder: Path, stem: str, pages: list) -> list[str]:
-    fig.savefig(folder / f"{stem}.png", dpi=110)
-    fig.savefig(folder / f"{stem}.pdf")
+    # tight bounding box: long axis labels and legends are never cut off
+    fig.savefig(folder / f"{stem}.png", dpi=110, bbox_inches="tight", pad_inches=0.1)
+    fig.savefig(folder / f"{stem}.pdf", bbox_inches="tight", pad_inches=0.1)
     pages.append(fig)
     return [f"{stem}.png", f"{stem}.pdf"]
 
@@ -92,7 +107,10 @@ def _tac(pred, folder, pages, title):
     fig.tight_layout()
     import pandas as pd
 
-    pd.DataFrame(rows).to_csv(folder / "tac.csv", index=False, float_format="%.6g")
+    table = pd.DataFrame(rows)
+    # nine significant digits (%.6g would print the grid's 1007.999 h as 1008)
+    table["time_h"] = [f"{v:.9g}" for v in t]
+    table.to_csv(folder / "tac.csv", index=False, float_format="%.6g")
     return [*_save(fig, folder, "tac", pages), "tac.csv"]
 
 
@@ -191,7 +209,7 @@ def _escalation(esc, folder, pages, title):
     off = a_all[~shown]
     xlabel = f"activity per cycle (GBq), {esc.n_cycles} cycles; markers: evaluated"
     if off.size:
-        xlabel += f" (also {', '.join(f'{v:.3g}' for v in off[:3])}{' ...' if off.size > 3 else ''} GBq, off scale)"
+        xlabel += f"\n(also {', '.join(f'{v:.3g}' for v in off[:3])}{' ...' if off.size > 3 else ''} GBq, off scale)"
     ax = axes[0]
     for c in esc.limits:
         name = f"{c['organ']}_{c['quantity']}"
@@ -249,7 +267,28 @@ def _jsonable(x):
 
 
 def _records(df):
-    return _jsonable(df.reset_index().to_dict(orient="records"))
+    """Rows as dicts; a named index (region, protocol) becomes a field, a plain row number not."""
+    import pandas as pd
+
+    plain = isinstance(df.index, pd.RangeIndex) and df.index.name is None
+    return _jsonable((df if plain else df.reset_index()).to_dict(orient="records"))
+
+
+def _schedule_records(schedule, model) -> list[dict]:
+    """Administrations with the ligand amount and molar activity the prediction used: as given,
+    or resolved from the agent's default molar activity (``ligand_source`` says which)."""
+    out = []
+    for a in schedule.administrations:
+        lig, ma = a.ligand_nmol, a.molar_activity_mbq_per_nmol
+        source = "ligand_nmol" if lig is not None else ("molar_activity" if ma is not None else "agent default")
+        if lig is None:
+            ma = ma or (None if model is None else model.default_molar_activity_mbq_per_nmol)
+            lig = None if not ma else a.activity_mbq / ma
+        elif ma is None and lig > 0:
+            ma = a.activity_mbq / lig
+        out.append({"time_h": a.time_h, "activity_mbq": a.activity_mbq, "ligand_nmol": lig,
+                    "molar_activity_mbq_per_nmol": ma, "ligand_source": source, "infusion_h": a.infusion_h})
+    return out
 
 
 def _previous_report(folder: Path) -> bool:
@@ -344,15 +383,14 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
             for fig in pages:
                 pdf.savefig(fig)
         files.append("report.pdf")
-        sched = [{"time_h": a.time_h, "activity_mbq": a.activity_mbq, "ligand_nmol": a.ligand_nmol,
-                  "molar_activity_mbq_per_nmol": a.molar_activity_mbq_per_nmol, "infusion_h": a.infusion_h}
-                 for a in prediction.schedule.administrations]
         twin = prediction.twin
+        sched = _schedule_records(prediction.schedule, None if twin is None else twin.therapy_model)
         summary = {
             "format": "twin-report/1",
             "title": title,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "units": UNITS,
+            "quantile_method": QUANTILE_METHOD,
             "schedule": sched,
             "total_activity_gbq": prediction.total_activity_gbq,
             "n_draws": prediction.n_draws,
@@ -368,7 +406,9 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
                             "late effective half-life of cycle 1; alpha/beta and repair half-times from "
                             "twin/dose/data/radiobiology/tissue_parameters.csv",
             "organ_doses": _records(table),
-            "limits": {"probability": probability, "table": _records(lim)},
+            "limits": {"probability": probability,
+                       "quantile": "order statistic (twin.limit_quantile; see quantile_method)",
+                       "table": _records(lim)},
         }
         if escalation is not None:
             summary["escalation"] = {
