@@ -139,3 +139,16 @@ def test_different_run_message_names_nested_keys_with_both_values(tmp_path):
     run_chunks(SquaresTask(), tmp_path, workers=1, progress=False)
     with pytest.raises(ResumeError, match="salt: 0 in the run, 1 now"):
         run_chunks(SquaresTask(salt=1), tmp_path, workers=1, progress=False, resume=True)
+
+
+@dataclass(frozen=True)
+class NamedSquaresTask(SquaresTask):
+    name: str = "my trial"
+
+
+def test_progress_bar_is_labelled_with_the_task_name(tmp_path, capsys):
+    """A trial's progress bar says the trial's name (it said "cohort" for every run)."""
+    run_chunks(NamedSquaresTask(n_patients=8), tmp_path / "a", workers=1, progress=True)
+    assert "my trial" in capsys.readouterr().err
+    run_chunks(SquaresTask(n_patients=8), tmp_path / "b", workers=1, progress=True)
+    assert "cohort" in capsys.readouterr().err

@@ -314,7 +314,7 @@ def run_chunks(task: ChunkTask, out_dir: str | os.PathLike, *, engine: str = "lo
     from tqdm.auto import tqdm
 
     bar = tqdm(total=task.n_patients, initial=sum(task.rows_in_chunk(c) for c in done) // _rows_per_patient(task),
-               unit="patient", desc="cohort", disable=not progress, leave=False)
+               unit="patient", desc=str(getattr(task, "name", "cohort")), disable=not progress, leave=False)
     t0 = time.perf_counter()
     n_failed = n_invalid = 0
     patients_run = 0
