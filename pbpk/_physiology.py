@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pbpk._errors import InvalidInputError, UnknownNameError
 from pbpk._frozen import FrozenMap
 from pbpk._labs import absolute_gfr_ml_min, bsa_mosteller_m2, egfr_ckd_epi_2021
+from pbpk._numbers import real_or_none
 
 __all__ = ["Physiology", "REFERENCE_ORGAN_VOLUMES_L", "ORGANS", "TISSUE_DENSITY_KG_PER_L",
            "model_volume_l"]
@@ -87,12 +88,11 @@ def model_volume_l(organ: str, measured_volume_l: float) -> float:
             f"{'a CT lung volume holds air' if organ == 'lungs' else 'bone mixes mineral and marrow'}); "
             f"give its mass in kg as organ_volumes_l={{{organ!r}: ...}} instead."
         )
-    try:
-        v = float(measured_volume_l)
-    except (TypeError, ValueError):
+    v = real_or_none(measured_volume_l)
+    if v is None:
         raise InvalidInputError(
             f"the measured volume of {organ!r} must be a number (L), got {measured_volume_l!r}."
-        ) from None
+        )
     if not math.isfinite(v) or v <= 0:
         raise InvalidInputError(
             f"the measured volume of {organ!r} is {measured_volume_l!r} L; give a positive volume "
@@ -151,7 +151,8 @@ KIDNEY_TUBULE_FRACTION = 0.15
 
 
 def _merge_volumes(model_l: Mapping[str, float] | None,
-                   measured_l: Mapping[str, float] | None) -> dict[str, float]:
+                   measured_l: Mapping[str, float] | None,
+                   weight_kg: float = math.inf) -> dict[str, float]:
     """organ_volumes_l (model convention) plus measured_volumes_l converted to it."""
     out = dict(model_l or {})
     for organ, v in dict(measured_l or {}).items():
@@ -161,6 +162,12 @@ def _merge_volumes(model_l: Mapping[str, float] | None,
                 "measured_volumes_l (segmented litres); give it once."
             )
         out[organ] = model_volume_l(organ, v)
+        if out[organ] >= weight_kg:
+            raise InvalidInputError(
+                f"measured_volumes_l[{organ!r}] = {v!r} L is not valid: it weighs more than the body "
+                f"({weight_kg:g} kg); give the segmented volume in litres (a value in mL is 1000 "
+                "times too large)."
+            )
     return out
 
 
@@ -284,7 +291,8 @@ class Physiology:
             gfr_ml_min = absolute_gfr_ml_min(egfr, bsa_mosteller_m2(height_cm, weight_kg))
         return cls(sex=sex, weight_kg=weight_kg, height_cm=height_cm, age_y=age_y,
                    haematocrit=haematocrit, gfr_ml_min=float(gfr_ml_min),
-                   organ_volumes_l=_merge_volumes(organ_volumes_l, measured_volumes_l))
+                   organ_volumes_l=_merge_volumes(organ_volumes_l, measured_volumes_l,
+                                                  _check_range("weight_kg", weight_kg)))
 
     def with_organ_volumes(self, **volumes_l: float) -> Physiology:
         """A copy with organ volumes in the models' convention (mass in kg ~ L)."""
@@ -292,7 +300,7 @@ class Physiology:
 
     def with_measured_volumes(self, **volumes_l: float) -> Physiology:
         """A copy with organ volumes segmented on CT (physical L, see :func:`model_volume_l`)."""
-        return self.with_organ_volumes(**_merge_volumes(None, volumes_l))
+        return self.with_organ_volumes(**_merge_volumes(None, volumes_l, self.weight_kg))
 
     # --------------------------------------------------------------- derived quantities
     @property

@@ -17,10 +17,6 @@ log = logging.getLogger(__name__)
 
 DEMO_ACTIVITY_GBQ = 7.4
 DEMO_CYCLES = 6
-#: pbpk region -> ICRP-89 S-value source; regions not listed join the remainder of body
-MIRD_SOURCES = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
-                "salivary": "salivary_glands", "red_marrow": "red_marrow", "lungs": "lungs",
-                "brain": "brain", "prostate": "prostate", "heart": "heart_wall"}
 
 
 def run_demo(out_dir: str | Path = "out", *, activity_gbq: float = DEMO_ACTIVITY_GBQ,

@@ -314,13 +314,16 @@ def _rank_activity(ev, limits, rank: int, n_ref: int, bounds: tuple[float, float
     if a2 <= a1:  # not monotone (failed draws): the bracket closest to the escalated activity
         a1 = max([a for a in below if a < a2], default=bounds[0])
     g1, g2 = pts.get(a1, -math.inf), pts[a2]
-    estimate = None
-    for _ in range(max_evaluations + 1):
+
+    def interpolate() -> float:
         if not math.isfinite(g1):
-            new = math.sqrt(a1 * a2)
-        else:
-            t = g1 / (g1 - g2)  # g1 <= 0 < g2
-            new = math.exp(math.log(a1) + t * math.log(a2 / a1))
+            return math.sqrt(a1 * a2)
+        t = g1 / (g1 - g2)  # g1 <= 0 < g2
+        return math.exp(math.log(a1) + t * math.log(a2 / a1))
+
+    estimate = None
+    for _ in range(max_evaluations):  # each step re-simulates every draw once
+        new = interpolate()
         if a2 / a1 <= 1 + rtol or (estimate is not None and abs(new / estimate - 1) <= rtol / 2):
             return float(new)
         estimate = new
@@ -329,7 +332,7 @@ def _rank_activity(ev, limits, rank: int, n_ref: int, bounds: tuple[float, float
             a1, g1 = new, g
         else:
             a2, g2 = new, g
-    return float(estimate)
+    return float(interpolate())  # the last bracket, without another simulation
 
 
 def _check_enough_draws(twin, n_draws: int, probability: float, n_used: int | None = None) -> None:

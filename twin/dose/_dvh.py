@@ -22,6 +22,7 @@ import numpy as np
 
 from pbpk._errors import InvalidInputError
 from twin.dose._errors import GridMismatchError
+from twin.dose._kernels import _spacing3
 
 __all__ = [
     "DoseStatistics",
@@ -81,21 +82,6 @@ def _region_values(dose_gy, mask, weights) -> tuple[np.ndarray, np.ndarray]:
     return values, w
 
 
-def _spacing(spacing_mm) -> tuple[float, float, float]:
-    """Voxel spacing (mm) as three positive finite floats: one value (also a 0-d array) for
-    isotropic voxels or three, as :func:`twin.dose.organ_mass_kg` takes it."""
-    try:
-        sp = np.asarray(spacing_mm, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        sp = np.array([np.nan])
-    if sp.size == 1:
-        sp = np.repeat(sp, 3)
-    if sp.size != 3 or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise InvalidInputError(
-            f"spacing_mm must be one or three positive finite numbers (mm; one for isotropic "
-            f"voxels), got {spacing_mm!r}"
-        )
-    return tuple(float(x) for x in sp)
 
 
 def _dose_at_volume(values: np.ndarray, w: np.ndarray, percent: float) -> float:
@@ -140,7 +126,7 @@ def dose_statistics(
     total = float(np.sum(w))
     volume = None
     if spacing_mm is not None:
-        volume = values.size * math.prod(_spacing(spacing_mm)) * 1e-3
+        volume = values.size * math.prod(_spacing3(spacing_mm)) * 1e-3
     return DoseStatistics(
         mean_gy=float(np.sum(values * w) / total),
         max_gy=float(np.max(values)),

@@ -233,22 +233,22 @@ class DoseKernel:
 
 
 def _spacing3(spacing_mm: float | Sequence[float]) -> tuple[float, float, float]:
-    """Validate a voxel spacing given as one number or three numbers, mm."""
-    if np.isscalar(spacing_mm):
-        values = (spacing_mm,) * 3
-    else:
-        values = tuple(spacing_mm)
+    """Voxel spacing (mm) as three positive finite floats: one value (also a 0-d array) for
+    isotropic voxels, or three. The one spacing check of twin.dose."""
     try:
-        out = tuple(float(v) for v in values)
+        sp = np.asarray(spacing_mm, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise InvalidInputError(
-            f"voxel spacing must be one number or three numbers in mm, got {spacing_mm!r}"
+            f"spacing_mm (voxel spacing) must be one number or three numbers in mm, got {spacing_mm!r}"
         ) from None
-    if len(out) != 3 or not all(math.isfinite(v) and v > 0 for v in out):
+    if sp.size == 1:
+        sp = np.repeat(sp, 3)
+    if sp.size != 3 or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
         raise VoxelSizeError(
-            f"voxel spacing must be one or three positive, finite numbers in mm, got {spacing_mm!r}"
+            f"spacing_mm (voxel spacing) must be one or three positive, finite numbers in mm "
+            f"(one for isotropic voxels), got {spacing_mm!r}"
         )
-    return out  # type: ignore[return-value]
+    return tuple(float(x) for x in sp)  # type: ignore[return-value]
 
 
 def _tissue(tissue: str) -> str:

@@ -49,6 +49,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 
@@ -81,10 +82,10 @@ NOT_MASS_SCALED = frozenset({"red_marrow", "osteogenic_cells"})
 REMAINDER_SOURCE = "remainder_of_body"
 #: pbpk body region -> ICRP-89 S-value source/target. One map for the twin, the cohorts and the
 #: validation; other body regions (muscle, gi, ...) are remainder of body, tumours spheres.
-PBPK_SOURCE_REGIONS = {"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
+PBPK_SOURCE_REGIONS = MappingProxyType({"kidney": "kidneys", "liver": "liver", "spleen": "spleen",
                        "salivary": "salivary_glands", "red_marrow": "red_marrow", "lungs": "lungs",
                        "brain": "brain", "prostate": "prostate", "heart": "heart_wall",
-                       "adrenals": "adrenals", "thyroid": "thyroid"}
+                       "adrenals": "adrenals", "thyroid": "thyroid"})
 
 _MGY_PER_MBQ_S_TO_GY_PER_MBQ_H = 3.6
 _S_TABLE_NUCLIDE = "Lu-177"
@@ -321,12 +322,10 @@ def organ_mass_kg(
     ``density_g_cm3`` is a number or a density map on the mask grid (e.g. from
     :func:`twin.dose.hu_to_density`).
     """
+    from twin.dose._kernels import _spacing3
+
     sel = np.asarray(mask).astype(bool)
-    sp = (float(spacing_mm),) * 3 if np.isscalar(spacing_mm) else tuple(map(float, spacing_mm))
-    if len(sp) != 3 or not all(math.isfinite(s) and s > 0 for s in sp):
-        raise InvalidInputError(
-            f"spacing_mm must be one or three positive numbers, got {spacing_mm!r}"
-        )
+    sp = _spacing3(spacing_mm)
     voxel_ml = math.prod(sp) * 1e-3
     rho = np.asarray(density_g_cm3, dtype=np.float64)
     if rho.ndim == 0:
