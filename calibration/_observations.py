@@ -15,7 +15,8 @@ On the log scale the standard deviation of observation *i* with prediction ``m``
 
 Units: ``"MBq"`` (activity in the region at the scan time, not decay-corrected, as
 ``pbpk.simulate`` returns it) or ``"%IA"`` (percent of injected activity, decay-corrected to
-injection, as ``twin.patient.organ_uptake`` reports it).
+injection, as ``twin.patient.organ_uptake`` reports it; after several administrations, of the
+most recent one before the scan, decay-corrected to it: ``SimulationResult.percent_injected``).
 
 Clock: ``time_h`` is on the clock of the schedule the observations are calibrated with
 (``pbpk.Schedule``; ``pbpk.Schedule.single`` injects at 0 h, so there it is the time after

@@ -622,8 +622,9 @@ def _unit_scale(model, uid: str, libsbml) -> float | None:
 
 
 def _check_element_units(model, libsbml) -> None:
-    """Units declared on compartments, species and parameters must be the project's (L,
-    nmol, h and their products, e.g. per hour or L/h): numbers are read unscaled."""
+    """Units declared on compartments, species, parameters and local parameters must be the
+    project's (L, nmol, h and their products, e.g. per hour or L/h): numbers are read
+    unscaled."""
     builtin = {"substance", "volume", "time", "area", "length"}  # model defaults, checked above
     items = [("compartment", model.getCompartment(i), "getUnits")
              for i in range(model.getNumCompartments())]
@@ -631,6 +632,12 @@ def _check_element_units(model, libsbml) -> None:
               for i in range(model.getNumSpecies())]
     items += [("parameter", model.getParameter(i), "getUnits")
               for i in range(model.getNumParameters())]
+    for i in range(model.getNumReactions()):
+        reaction = model.getReaction(i)
+        law = reaction.getKineticLaw()
+        if law is not None:
+            items += [(f"in reaction {reaction.getId()!r}, local parameter", law.getLocalParameter(k),
+                       "getUnits") for k in range(law.getNumLocalParameters())]
     for what, element, getter in items:
         uid = getattr(element, getter)()
         if not uid or (uid in builtin and model.getUnitDefinition(uid) is None):
@@ -643,6 +650,24 @@ def _check_element_units(model, libsbml) -> None:
                 "h, nmol and L (or products of them such as per hour or L/h); pbpk reads the "
                 "numbers unscaled. Convert the value and declare the units in h, nmol and L "
                 "before importing."
+            )
+
+
+def _refuse_conversion_factors(model) -> None:
+    """SBML conversion factors scale each species' rate of change; pbpk does not apply them."""
+    if model.isSetConversionFactor():
+        raise UnitError(
+            f"the SBML model sets conversionFactor={model.getConversionFactor()!r}, which scales "
+            "every species' rate of change; pbpk does not apply conversion factors. Fold the "
+            "factor into the rate constants (and initial amounts) and remove it before importing."
+        )
+    for i in range(model.getNumSpecies()):
+        sp = model.getSpecies(i)
+        if sp.isSetConversionFactor():
+            raise UnitError(
+                f"species {sp.getId()!r} sets conversionFactor={sp.getConversionFactor()!r}, which "
+                "scales its rate of change; pbpk does not apply conversion factors. Fold the factor "
+                "into the rate constants of its reactions and remove it before importing."
             )
 
 
@@ -673,8 +698,9 @@ def from_sbml(text: str) -> tuple[ModelGraph, dict[str, float]]:
     SBML compartment size its volume parameter (named after the compartment, or the parameter
     an initial assignment sets it to), and every reaction a transfer (``k*S``) or flow
     (``Q*S/V``); reactions without a product go to an excreted ``sink`` pool. Numbers are taken
-    as h, nmol and L (declared units, of the model or of any compartment, species or
-    parameter, must be these or their products). Initial amounts do not belong to a
+    as h, nmol and L (declared units, of the model or of any compartment, species,
+    parameter or local parameter, must be these or their products; conversion factors are
+    refused). Initial amounts do not belong to a
     graph: the species with the largest initial amount becomes the dose compartment and all
     initial amounts are listed in ``graph.metadata['sbml_initial_amounts_nmol']`` (JSON).
 
@@ -686,12 +712,14 @@ def from_sbml(text: str) -> tuple[ModelGraph, dict[str, float]]:
         A construct other than those above (events, rules, unsupported kinetic laws ...).
     UnitError
         Declared units other than h, nmol, L (or their products, e.g. per hour, L/h) on the
-        model, a compartment, a species or a parameter.
+        model, a compartment, a species, a parameter or a local parameter; or a
+        ``conversionFactor`` (model or species), which pbpk does not apply.
     """
     doc, libsbml = _read(text)
     model = doc.getModel()
     _check_units(model, libsbml)
     _check_element_units(model, libsbml)
+    _refuse_conversion_factors(model)
     info = _pbpk_annotation(model, "model")
     if info is not None and info.get("format") == _FORMAT:
         return _from_pbpk(model, info, libsbml)

@@ -56,6 +56,11 @@ class SimulationResult(eqx.Module):
     injected_activity_mbq: (T,) activity administered up to each time (an infusion counts in
         proportion to the part already infused).
     compartment_activity_mbq: (T, C) activity per compartment, or ``None`` unless requested.
+    ia_reference_mbq: (T,) for schedules of several administrations, the activity of the most
+        recent administration carrying activity at or before each time, decay-corrected to
+        that time (``A_k exp(-lambda (t - t_k))``; an infusion counts in proportion to the part
+        already infused); 0 before the first one. ``None`` for a single administration. It is
+        the denominator of :meth:`percent_injected` (``decay_corrected=True``).
     status: solver status, 0 on success (see ``STATUS_MESSAGES``).
     n_steps: accepted solver steps (summed over segments).
     """
@@ -73,6 +78,7 @@ class SimulationResult(eqx.Module):
     regions: tuple[str, ...] = eqx.field(static=True)
     body_regions: tuple[str, ...] = eqx.field(static=True)
     compartments: tuple[str, ...] = eqx.field(static=True)
+    ia_reference_mbq: jax.Array | None = None
 
     @property
     def ok(self) -> jax.Array:
@@ -91,17 +97,26 @@ class SimulationResult(eqx.Module):
         return self.tia_mbq_h[..., self.body_regions.index(region)]
 
     def percent_injected(self, decay_corrected: bool = True) -> jax.Array:
-        """(T, R) percentage per region of the ligand present or of the injected activity.
+        """(T, R) percentage of injected activity per region.
 
-        ``decay_corrected=True``: ligand (hot + cold, nmol) in the region / ligand in all
-        regions (= ligand administered so far, by mass balance). This is the decay-corrected
-        percentage of injected activity when every administration has the same molar activity
-        (e.g. one injection); for cycles of different molar activity it is the ligand share.
-        ``decay_corrected=False``: activity in the region / ``injected_activity_mbq``.
+        ``decay_corrected=True`` (the ``"%IA"`` of :class:`calibration.Observations`): percent
+        of the injected activity decay-corrected to injection, relative to the most recent
+        administration carrying activity at or before each time ``t``:
+        ``100 A(t) / (A_k exp(-lambda (t - t_k)))`` with ``A_k`` and ``t_k`` that
+        administration's activity and time (``A(t)`` includes what is left of earlier
+        administrations; a scan after cycle 2 is read as %IA of the cycle-2 injection). 0 before
+        the first administration carrying activity. For a single administration this is
+        computed, identically, as the region's share of the ligand administered (hot + cold,
+        nmol; the hot fraction is the same in every region).
+        ``decay_corrected=False``: activity in the region / ``injected_activity_mbq`` (all the
+        activity administered so far, not decay-corrected).
         """
         if decay_corrected:
-            total = self.ligand_nmol[..., :, :].sum(-1, keepdims=True)
-            return 100.0 * self.ligand_nmol / jnp.where(total > 0, total, 1.0)
+            if self.ia_reference_mbq is None:  # one administration: ligand share (= %IA)
+                total = self.ligand_nmol[..., :, :].sum(-1, keepdims=True)
+                return 100.0 * self.ligand_nmol / jnp.where(total > 0, total, 1.0)
+            ref = self.ia_reference_mbq[..., :, None]
+            return 100.0 * self.activity_mbq / jnp.where(ref > 0, ref, 1.0)
         inj = self.injected_activity_mbq[..., :, None]
         return 100.0 * self.activity_mbq / jnp.where(inj > 0, inj, 1.0)
 
@@ -336,7 +351,8 @@ def _solve_rodas_batched(cg: CompiledGraph, y0, args, t0, t_save, opts):
 
 
 def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs, out_map, bolus,
-              infusion, injected_mbq, times, subcompartments, expected_nmol) -> SimulationResult:
+              infusion, injected_mbq, times, subcompartments, expected_nmol,
+              ia_ref=None) -> SimulationResult:
     """Outputs of one patient from the segment states; ``expected_nmol`` (T,) is the ligand
     administered up to each time according to the schedule (:func:`_administered_nmol`),
     independent of the segment plan, so a dose the plan dropped would show in the residual."""
@@ -361,6 +377,10 @@ def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs
     body_rows = [cg.all_regions.index(r) for r in cg.body_regions]
     hot_end = (y_end[:nc] @ R.T)[jnp.asarray(body_rows)]
     tia = acf * (tia_states + hot_end / lam)
+    ia_reference = None
+    if ia_ref is not None:  # (A_k so far, t_k) per output time, static
+        a_k, t_k = (np.array(c, dtype=float) for c in zip(*ia_ref))
+        ia_reference = jnp.asarray(a_k) * jnp.exp(-lam * jnp.asarray(np.asarray(times) - t_k))
     return SimulationResult(
         times_h=jnp.asarray(times),
         activity_mbq=activity,
@@ -375,6 +395,7 @@ def _assemble(cg: CompiledGraph, acf, lam, starts, seg_ys, status, n_steps, segs
         regions=cg.all_regions,
         body_regions=cg.body_regions,
         compartments=cg.graph.compartment_names,
+        ia_reference_mbq=ia_reference,
     )
 
 
@@ -390,9 +411,28 @@ def _injected_mbq(schedule: Schedule, t: float) -> float:
     return total
 
 
+def _ia_reference_key(schedule: Schedule, times: np.ndarray):
+    """Static ``((A_k, t_k), ...)`` per output time: the most recent administration carrying
+    activity at or before the time (an infusion in proportion to the part infused), ``(0, t)``
+    before the first one; ``None`` for a single administration (see ``percent_injected``)."""
+    if len(schedule.administrations) == 1:
+        return None
+    out = []
+    for t in times.tolist():
+        hot = [a for a in schedule.administrations if a.activity_mbq > 0 and a.time_h <= t]
+        if not hot:
+            out.append((0.0, t))
+            continue
+        t_k = max(b.time_h for b in hot)
+        a_k = sum(b.activity_mbq * (min((t - b.time_h) / b.infusion_h, 1.0) if b.infusion_h > 0 else 1.0)
+                  for b in hot if b.time_h == t_k)  # administrations given together count together
+        out.append((a_k, t_k))
+    return tuple(out)
+
+
 @lru_cache(maxsize=128)
 def _jitted(graph, nuclide, segs, out_map, continues, injected_key, times_key, subcompartments,
-            opts_key, batched=False, analytic=False):
+            opts_key, batched=False, analytic=False, ia_ref_key=None):
     """The compiled simulation for one graph, nuclide, schedule structure and output grid."""
     cg = compile_graph(graph)
     acf = get_nuclide(nuclide).carrier_free_mbq_per_nmol
@@ -403,7 +443,7 @@ def _jitted(graph, nuclide, segs, out_map, continues, injected_key, times_key, s
 
     def assemble(lam, starts, seg_ys, status, n_steps, bolus, infusion, expected):
         return _assemble(cg, acf, lam, starts, seg_ys, status, n_steps, segs, out_map, bolus,
-                         infusion, injected, times, subcompartments, expected)
+                         infusion, injected, times, subcompartments, expected, ia_ref_key)
 
     def run(p, bolus, infusion, expected):
         out = _integrate(cg, p, segs, bolus, infusion, continues, opts, batched, analytic)
@@ -441,7 +481,8 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     # one bolus: hot = f exp(-lambda t) x total exactly, so the decay-free system is solved
     analytic = len(schedule.administrations) == 1 and schedule.administrations[0].infusion_h == 0
     fn = _jitted(model.graph, model.nuclide, segs, out_map, continues, tuple(injected),
-                 tuple(times.tolist()), bool(subcompartments), opts, batched, analytic)
+                 tuple(times.tolist()), bool(subcompartments), opts, batched, analytic,
+                 _ia_reference_key(schedule, times))
     expected = jnp.asarray(_administered_nmol(model, schedule, times))
     return fn, merged, cg, jnp.asarray(bolus), jnp.asarray(infusion), expected
 

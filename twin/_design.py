@@ -6,8 +6,10 @@ prior ``N(0, I)``)::
 
     F = I + J^T diag(1 / s^2) J,       J = d log(prediction) / dz  (observed regions and times)
 
-with ``s`` the log-scale noise of each observation (``calibration.NoiseModel``: proportional
-CV and the partial-volume term of small structures are not included; the floor is ignored).
+with ``s`` the log-scale noise of each observation (``calibration.NoiseModel``, one for all
+regions or a mapping region -> NoiseModel as in ``calibrate``: its proportional CV; the
+partial-volume term of small structures and the additive floor are not included, so a noise
+model needs cv > 0).
 The relative standard deviation of a therapy dose ``D`` is then ``sqrt(g^T F^-1 g)`` with
 ``g = d log D / dz``. Jacobians come from forward-mode differentiation through
 ``pbpk.simulate``, once per agent on the union of the candidate times.
@@ -69,6 +71,12 @@ def _as_scanset(c) -> ScanSet:
     raise TwinInputError(f"candidate {c!r} must be a ScanSet or a dict with pet_times_h / spect_times_h.")
 
 
+def _real(value) -> bool:
+    """Whether ``value`` is a finite real number (not a bool)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 def _log_jacobian(model, schedule, times, params0, names, scale, region_idx, with_tia=False):
     """log activity at (time, region) [and log TIA per body region] and the Jacobian d/dz at
     the prior median (one forward-mode pass)."""
@@ -94,7 +102,8 @@ def rank_imaging_schedules(imaging_model: pbpk.PBPKModel, candidates: Sequence, 
                            therapy_agent: str = "PSMA-617", prior: Prior | None = None,
                            therapy_activity_gbq: float = 7.4, pet_activity_mbq: float = 150.0,
                            regions: Sequence[str] | None = None, dose_regions: Sequence[str] | None = None,
-                           noise: NoiseModel | None = None, target_rel_sd: float = 0.2,
+                           noise: NoiseModel | Mapping[str, NoiseModel] | None = None,
+                           target_rel_sd: float = 0.2,
                            pet_cost: float = 1.0, spect_cost: float = 0.5):
     """Rank candidate imaging schedules by the therapy-dose uncertainty they would leave.
 
@@ -106,7 +115,10 @@ def rank_imaging_schedules(imaging_model: pbpk.PBPKModel, candidates: Sequence, 
     sd, with one column ``rel_sd_<region>`` per dose region, ``max_rel_sd``, ``cost`` and
     ``meets_target``; ``recommended`` is the name of the cheapest set whose worst relative sd
     is at most ``target_rel_sd`` (None if none does; then the most precise one is first in
-    the table's ``max_rel_sd`` order).
+    the table's ``max_rel_sd`` order). noise: a NoiseModel or a mapping region -> NoiseModel
+    (keys: regions, ``'tumour'``, ``'default'``); only its cv is used, which must be > 0.
+    pet_cost, spect_cost: cost per scan, >= 0. SPECT times may lie at any time after the
+    therapy injection (the TIA is integrated past the last one).
     """
     import pandas as pd
 
@@ -119,7 +131,16 @@ def rank_imaging_schedules(imaging_model: pbpk.PBPKModel, candidates: Sequence, 
         raise TwinInputError("give at least one candidate imaging schedule.")
     if not 0 < target_rel_sd:
         raise TwinInputError("target_rel_sd must be > 0 (e.g. 0.2 for 20 %).")
+    for label, value in (("pet_cost", pet_cost), ("spect_cost", spect_cost)):
+        if not (_real(value) and value >= 0):
+            raise TwinInputError(f"{label} = {value!r}: a scan's cost must be a finite number >= 0.")
+    for label, value in (("therapy_activity_gbq", therapy_activity_gbq), ("pet_activity_mbq", pet_activity_mbq)):
+        if not (_real(value) and value > 0):
+            raise TwinInputError(f"{label} = {value!r}: give a finite activity > 0.")
     noise = NoiseModel() if noise is None else noise
+    if not isinstance(noise, (NoiseModel, Mapping)):
+        raise TwinInputError(f"noise must be a calibration.NoiseModel or a mapping region -> NoiseModel, "
+                             f"got {type(noise).__name__}.")
     prior = prior if prior is not None else Prior.default(imaging_model)
     prior.check_model(imaging_model)
     names = prior.names
@@ -135,7 +156,21 @@ def rank_imaging_schedules(imaging_model: pbpk.PBPKModel, candidates: Sequence, 
     if bad:
         raise TwinInputError(f"region(s) {', '.join(bad)} not in the model; regions: {', '.join(imaging_model.regions)}.")
     r_idx = np.array([imaging_model.regions.index(r) for r in regions])
-    s2 = math.log1p(noise.cv**2)
+    from calibration import ObservationError
+    from calibration._observations import _check_noise_keys, _noise_for
+
+    try:
+        _check_noise_keys(noise, regions)
+        region_noise = [_noise_for(noise, r) for r in regions]
+    except ObservationError as exc:
+        raise TwinInputError(f"noise: {exc}") from None
+    zero = [r for r, nm in zip(regions, region_noise) if not nm.cv > 0]
+    if zero:
+        raise TwinInputError(
+            f"the noise model of {', '.join(zero)} has cv = 0: the design uses the proportional "
+            "noise (cv) only, not the additive floor, so a cv of 0 would mean noiseless scans. "
+            "Give cv > 0 (e.g. NoiseModel(cv=0.1)).")
+    s2 = np.array([math.log1p(nm.cv**2) for nm in region_noise])  # per observed region
     therapy_sched = pbpk.Schedule.single(therapy_activity_gbq * 1000.0)
     pet_times = sorted({t for c in cands for t in c.pet_times_h})
     spect_times = sorted({t for c in cands for t in c.spect_times_h})
@@ -145,7 +180,9 @@ def rank_imaging_schedules(imaging_model: pbpk.PBPKModel, candidates: Sequence, 
     if miss:
         raise TwinInputError(f"no dose for {', '.join(miss)}; dose regions: {', '.join(op.targets)}.")
     # therapy: log activity at the SPECT times and log TIA (dose gradient), one pass
-    t_ther = np.asarray([*spect_times, 2000.0] if spect_times else [2000.0])
+    # the TIA is integrated to a time past every SPECT time (plus the exact decay tail)
+    t_end = max(2000.0, 2.0 * spect_times[-1]) if spect_times else 2000.0
+    t_ther = np.asarray([*spect_times, t_end])
     val_t, jac_t = _log_jacobian(therapy, therapy_sched, t_ther, med, names, scale, r_idx, with_tia=True)
     nb = len(body)
     tia0, j_log_tia = np.exp(val_t[-nb:]), jac_t[-nb:]
@@ -167,7 +204,8 @@ def rank_imaging_schedules(imaging_model: pbpk.PBPKModel, candidates: Sequence, 
             i = spect_times.index(t)
             blocks.append(jac_t[i * nr:(i + 1) * nr])
         J = np.concatenate(blocks)
-        F = np.eye(len(names)) + J.T @ J / s2
+        w = np.tile(1.0 / s2, len(blocks))  # one block of the observed regions per scan
+        F = np.eye(len(names)) + J.T @ (w[:, None] * J)
         cov = np.linalg.inv(F)
         row = {"schedule": c.name, "n_pet": len(c.pet_times_h), "n_spect": len(c.spect_times_h),
                "cost": c.total_cost(pet_cost, spect_cost)}
