@@ -214,3 +214,14 @@ def test_suv_without_labs_says_how_to_give_the_weight():
                        label_table={1: "liver"}, hours_after_injection=1.0, injected_activity_mbq=150.0,
                        spacing_mm=4.0, labs=LABS)
     assert p.frames[0].bq_per_ml[0, 0, 0] == pytest.approx(3750.0 * 2 ** (-60 / 67.71), rel=1e-3)
+
+
+@pytest.mark.parametrize("name, region", [
+    ("tumor1", "tumour1"), ("Tumour 2", "tumour2"), ("tumour_03", "tumour3"), ("Lesion-4", "tumour4"),
+    ("lesion12", "tumour12"), ("tumour_rest", "tumour_rest"), ("Kidney Left", "kidney"),
+    ("lesions", None), ("tumour", None),
+])
+def test_lesion_names_of_segmentation_tools_map_to_tumour_regions(name, region):
+    """Lesion labels as segmentation tools write them ("Tumour 2", "lesion_03") are the model's
+    tumourN regions (before, "Tumour 2" matched no region and was left out with a warning)."""
+    assert P.region_of(name) == region

@@ -64,11 +64,12 @@ def _normalised_name(structure: str) -> str:
 
 def region_of(structure: str) -> str | None:
     """pbpk region of a structure name (``None`` if it has none). Case, spaces and hyphens do
-    not matter (``"Kidney Left"`` is ``kidney_left``); ``tumor1`` is ``tumour1``."""
+    not matter (``"Kidney Left"`` is ``kidney_left``); ``tumor1``, ``"Tumour 1"``,
+    ``tumour_01`` and ``lesion1`` are ``tumour1``."""
     key = _normalised_name(structure)
-    m = re.fullmatch(r"tumou?r(\d+)", key)
+    m = re.fullmatch(r"(?:tumou?r|lesion)_?(\d+)", key)
     if m:
-        return f"tumour{m.group(1)}"
+        return f"tumour{int(m.group(1))}"
     return STRUCTURE_REGIONS.get(key)
 
 
