@@ -443,6 +443,18 @@ class PBPKReduction:
     stop_reason: str
     wall_s: float
 
+    def __post_init__(self) -> None:
+        # the reduced model predicts the design's regions only (PBPKModel.predicted_regions);
+        # files written before the field existed get it from their design
+        if isinstance(self.model, PBPKModel) and not self.model.predicted_regions:
+            object.__setattr__(self, "model", dataclasses.replace(
+                self.model, predicted_regions=self.predicted_regions()))
+
+    def predicted_regions(self) -> tuple[str, ...]:
+        """The regions the reduced model predicts: the design's, of those the full model predicts."""
+        return tuple(r for r in self.design.regions if r in self.model.regions
+                     and isinstance(self.full_model, PBPKModel) and self.full_model.predicts(r))
+
     @property
     def accepted(self) -> tuple[PBPKReductionStep, ...]:
         return tuple(s for s in self.history if s.accepted)
@@ -695,6 +707,12 @@ def _check_reduction(red: PBPKReduction) -> None:
         if bad:
             fail(step, f"has refit scale(s) {', '.join(bad)}; each must be a finite number > 0")
         available = set(step.names)
+    if set(red.model.predicted_regions) != set(red.predicted_regions()):
+        raise InvalidInputError(
+            f"the reduction file is inconsistent: the reduced model predicts "
+            f"{', '.join(red.model.predicted_regions)}, its design's regions are "
+            f"{', '.join(red.design.regions)}; it was edited or is corrupt: write it again with "
+            "PBPKReduction.save().")
     reduced = {n for n in red.model.parameter_names if n != DECAY_PARAMETER}
     if available != reduced:
         diff = sorted(available ^ reduced)

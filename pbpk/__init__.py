@@ -58,7 +58,7 @@ from pbpk._labs import (  # noqa: E402
     egfr_ckd_epi_2021,
 )
 from pbpk._ligands import LIGANDS, Ligand, get_ligand  # noqa: E402
-from pbpk._model import PBPKModel  # noqa: E402
+from pbpk._model import PBPKModel, UnpredictedRegionWarning  # noqa: E402
 from pbpk._models import RELEASE_MODES, psma_model, sstr_model, theranostic_pair  # noqa: E402
 from pbpk._nuclides import (  # noqa: E402
     KNOWN_NUCLIDES,
@@ -80,7 +80,7 @@ __all__ = [
     "cockcroft_gault_ml_min", "compile_graph", "decay_chain", "egfr_ckd_epi_2021", "exchange",
     "flow", "get_ligand", "get_nuclide", "psma_model", "simulate", "simulate_cohort",
     "sstr_model", "theranostic_pair", "transfer", "to_sbml", "from_sbml",
-    "TISSUE_DENSITY_KG_PER_L", "model_volume_l",
+    "TISSUE_DENSITY_KG_PER_L", "model_volume_l", "UnpredictedRegionWarning",
     # decay chains with daughter redistribution (alpha emitters)
     "ELEMENT_KINETICS", "PB212_LIGANDS", "ChainModel", "ChainResult", "FreeDaughter",
     "ac225_psma_model", "decay_transitions", "free_ion_graph", "pb212_sstr_model",

@@ -13,7 +13,12 @@ from pbpk._frozen import FrozenMap
 from pbpk._graph import ModelGraph, parse_factor
 from pbpk._nuclides import get_nuclide
 
-__all__ = ["PBPKModel"]
+__all__ = ["PBPKModel", "UnpredictedRegionWarning"]
+
+
+class UnpredictedRegionWarning(UserWarning):
+    """A result was asked for a region the model does not predict (``PBPKModel.predicted_regions``:
+    a reduced model predicts the regions of its reduction design only) and was left out."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,13 @@ class PBPKModel:
 
     ``organ_volumes_l`` records the organ and tumour volumes the parameters were built from
     (used for dose: mass = volume x 1 kg/L).
+
+    ``predicted_regions`` names the regions whose activity the model is meant to predict; empty
+    (the default) means all of them. A reduced model (:func:`mbam.reduce_pbpk`) lists its
+    design's regions: its other regions still carry activity, so that ligand is conserved and
+    the dose to other organs gets its cross-fire, but their own activity was not checked
+    against the full model (a lumped tissue, or a process removed because the design could
+    not see it), and the dose code reports no dose for them.
 
     Parameters are in hours, litres and nmol (see :mod:`pbpk._graph`). The decay constant
     ``lambda_phys_per_h`` is set from the nuclide and should not be overridden by hand; use
@@ -36,6 +48,7 @@ class PBPKModel:
     sources: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
     organ_volumes_l: Mapping[str, float] = field(default_factory=dict)
+    predicted_regions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         nuc = get_nuclide(self.nuclide)
@@ -61,6 +74,21 @@ class PBPKModel:
         object.__setattr__(self, "parameters", FrozenMap(params))
         object.__setattr__(self, "sources", FrozenMap(self.sources))
         object.__setattr__(self, "organ_volumes_l", FrozenMap(self.organ_volumes_l))
+        pr = self.predicted_regions
+        if isinstance(pr, str) or not isinstance(pr, (tuple, list)) or not all(isinstance(r, str) for r in pr):
+            raise InvalidInputError(
+                f"predicted_regions = {pr!r} of model {self.graph.name!r} must be a tuple of region "
+                "names (empty: every region).")
+        unknown = [r for r in pr if r not in self.graph.regions]
+        if unknown:
+            raise UnknownNameError(
+                f"predicted_regions of model {self.graph.name!r} name(s) {', '.join(map(repr, unknown))} "
+                f"that are not regions of its graph; regions: {', '.join(self.graph.regions)}.")
+        object.__setattr__(self, "predicted_regions", tuple(dict.fromkeys(pr)))
+
+    def predicts(self, region: str) -> bool:
+        """Whether the model predicts the activity of ``region`` (see ``predicted_regions``)."""
+        return not self.predicted_regions or region in self.predicted_regions
 
     def __hash__(self) -> int:
         return hash((self.graph, self.nuclide, tuple(sorted(self.parameters.items()))))
@@ -142,6 +170,7 @@ class PBPKModel:
                 "sources": dict(self.sources),
                 "description": self.description,
                 "organ_volumes_l": dict(self.organ_volumes_l),
+                "predicted_regions": list(self.predicted_regions),
             },
             indent=1,
         )
@@ -160,6 +189,7 @@ class PBPKModel:
             sources=data.get("sources", {}),
             description=data.get("description", ""),
             organ_volumes_l=data.get("organ_volumes_l", {}),
+            predicted_regions=tuple(data.get("predicted_regions", ())),
         )
 
 

@@ -86,6 +86,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--seed", type=int, default=0, action=_Given,
                    help="random seed of the population (0)")
     c.add_argument("--out", default="out/cohort", help="output folder (default out/cohort)")
+    c.add_argument("--reduced", default=None, metavar="FILE",
+                   help="simulate this MBAM-reduced model (twin reduce --out FILE) instead of the full "
+                        "one; only the organs of its design's regions are dosed")
     _engine_args(c)
     c.set_defaults(func=_cohort)
 
@@ -97,6 +100,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("config", help="trial configuration (TOML)")
     t.add_argument("--out", default="out/trial", help="output folder (default out/trial)")
     t.add_argument("--n", type=_positive_int, default=None, help="override [trial] n_patients")
+    t.add_argument("--reduced", default=None, metavar="FILE",
+                   help="simulate this MBAM-reduced model (twin reduce --out FILE) instead of the full one")
     _engine_args(t)
     t.set_defaults(func=_trial)
 
@@ -243,7 +248,8 @@ def _cohort(args: argparse.Namespace) -> int:
         summary = run_cohort(args.out, args.n, population=pop, activity_gbq=args.activity_gbq,
                              cycles=args.cycles, interval_weeks=args.interval_weeks,
                              ligand_nmol=args.ligand_nmol, key=args.seed,
-                             chunk_size=args.chunk_size or 128, **_engine_kwargs(args))
+                             chunk_size=args.chunk_size or 128, reduction=args.reduced,
+                             **_engine_kwargs(args))
         if not args.quiet:
             _report(summary)
         return 0
@@ -262,6 +268,8 @@ def _trial(args: argparse.Namespace) -> int:
         if taken and not args.quiet:
             print(f"resuming {args.out} with the run's settings: {', '.join(taken)}")
         trial = cfg.trial if n == cfg.trial.n_patients else dataclasses.replace(cfg.trial, n_patients=n)
+        if args.reduced is not None:
+            trial = dataclasses.replace(trial, reduction=args.reduced)
         summary = run_trial(trial, args.out, chunk_size=chunk, **_engine_kwargs(args))
         if not args.quiet:
             _report(summary)

@@ -205,6 +205,21 @@ def _dose_operator(model: pbpk.PBPKModel, body_regions: Sequence[str], sex: str)
     sources = sorted({s for s in src_of.values() if s is not None and s not in tumours})
     targets = ([r for r in mird if r in body_regions] if table_nuclide
                else [r for r in body_regions if src_of[r] in sources and r in mird])
+    # a reduced model predicts its design's regions only (PBPKModel.predicted_regions): the other
+    # regions stay sources (their activity is there, ligand is conserved), but not targets
+    unpredicted = [r for r in body_regions if not model.predicts(r)]
+    dropped = [r for r in [*targets, *tumours, "lacrimal"] if r in unpredicted]
+    if model.predicted_regions:  # organs whose region a reduction lumped away (e.g. red marrow)
+        dropped += [r for r in mird if r not in body_regions and r in model.organ_volumes_l]
+    if dropped:
+        warnings.warn(
+            f"model {model.name!r} predicts the activity of {', '.join(model.predicted_regions)} only "
+            f"(a reduced model: the regions of its reduction design); no dose is reported for "
+            f"{', '.join(dropped)}. Reduce with those regions in the design "
+            "(mbam.ReductionDesign(regions=...)) or use the full model for their doses.",
+            pbpk.UnpredictedRegionWarning, stacklevel=3)
+    targets = [r for r in targets if model.predicts(r)]
+    tumour_targets = [t for t in tumours if model.predicts(t)]
     cols: dict[str, np.ndarray] = {}
     methods: dict[str, str] = {}
     for src in [*sources, *tumours]:
@@ -214,18 +229,19 @@ def _dose_operator(model: pbpk.PBPKModel, body_regions: Sequence[str], sex: str)
                               organ_masses_kg=masses, tumour_masses_kg=tumours,
                               targets=[MIRD_REGIONS[t] for t in targets])
         cols[src] = np.array([res.dose_gy.get(MIRD_REGIONS[t], 0.0) for t in targets]
-                             + [res.dose_gy.get(t, 0.0) for t in tumours])
+                             + [res.dose_gy.get(t, 0.0) for t in tumour_targets])
         for t in targets:
             methods.setdefault(t, res.method.get(MIRD_REGIONS[t], ""))
-        for t in tumours:
+        for t in tumour_targets:
             methods.setdefault(t, res.method.get(t, ""))
-    all_targets = [*targets, *tumours]
-    matrix = np.zeros((len(all_targets) + ("lacrimal" in body_regions), len(body_regions)))
+    all_targets = [*targets, *tumour_targets]
+    lacrimal = "lacrimal" in body_regions and model.predicts("lacrimal")
+    matrix = np.zeros((len(all_targets) + lacrimal, len(body_regions)))
     for j, r in enumerate(body_regions):
         s = src_of[r]
         if s is not None:
             matrix[: len(all_targets), j] = cols[s]
-    if "lacrimal" in body_regions:
+    if lacrimal:
         vol = float(model.organ_volumes_l.get("lacrimal", 0.0))
         if vol > 0:
             matrix[-1, body_regions.index("lacrimal")] = dose.local_deposition_dose_gy(1.0, vol, model.nuclide)

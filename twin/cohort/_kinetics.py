@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import pbpk
+from pbpk._compile import DECAY_PARAMETER
 from twin.cohort._population import PreparedPopulation
 from twin.dose._organ import PBPK_SOURCE_REGIONS
 
@@ -76,16 +77,27 @@ class DoseCoefficients:
     lacrimal_k: float                 # local deposition: S = lacrimal_k / mass
 
 
-def endpoint_organs(body_regions: tuple[str, ...]) -> tuple[str, ...]:
-    """The endpoint organs (keys of :data:`ENDPOINT_ORGANS`) a model with these body regions has."""
-    tumours = any(r.startswith("tumour") for r in body_regions)
+def endpoint_organs(body_regions: tuple[str, ...], predicted: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The endpoint organs (keys of :data:`ENDPOINT_ORGANS`) a model with these body regions has.
+
+    ``predicted``: the model's ``predicted_regions`` (a reduced model's design regions; empty:
+    all); an organ whose region the model does not predict is left out (the tumour endpoint
+    needs every tumour region)."""
+    tumours = [r for r in body_regions if r.startswith("tumour")]
+
+    def ok(r):
+        return not predicted or r in predicted
+
     return tuple(o for o, (reg, _) in ENDPOINT_ORGANS.items()
-                 if (reg == "tumour" and tumours) or reg in body_regions)
+                 if (reg == "tumour" and tumours and all(ok(t) for t in tumours))
+                 or (reg in body_regions and ok(reg)))
 
 
 @functools.lru_cache(maxsize=8)
-def dose_coefficients(body_regions: tuple[str, ...], nuclide: str, sex: str) -> DoseCoefficients:
-    """Coefficients from :func:`twin.dose.organ_dose` with unit TIAs (linear in the TIA)."""
+def dose_coefficients(body_regions: tuple[str, ...], nuclide: str, sex: str,
+                      predicted: tuple[str, ...] = ()) -> DoseCoefficients:
+    """Coefficients from :func:`twin.dose.organ_dose` with unit TIAs (linear in the TIA).
+    ``predicted``: as in :func:`endpoint_organs`."""
     from twin import dose
 
     table = dose.organ_s_values(sex)
@@ -98,7 +110,7 @@ def dose_coefficients(body_regions: tuple[str, ...], nuclide: str, sex: str) -> 
         if src is None or src not in table.columns:
             src = dose.REMAINDER_SOURCE
         sources.setdefault(src, []).append(j)
-    organs = list(endpoint_organs(body_regions))
+    organs = list(endpoint_organs(body_regions, predicted))
     mird = [o for o in organs if o not in ("tumour", "lacrimal_glands")]
     matrix = np.zeros((len(organs), len(body_regions)))
     for src, idx in sources.items():
@@ -182,8 +194,14 @@ class CycleKinetics:
 
 def chunk_kinetics(prep: PreparedPopulation, key: np.ndarray, ids: np.ndarray, *,
                    activity_mbq: float, ligand_nmol: float, chunk_size: int,
-                   rtol: float = 1e-6, atol: float = 1e-9) -> CycleKinetics:
-    """Simulate one cycle for patients ``ids`` (padded to ``chunk_size`` for one compiled shape)."""
+                   rtol: float = 1e-6, atol: float = 1e-9, reduction=None) -> CycleKinetics:
+    """Simulate one cycle for patients ``ids`` (padded to ``chunk_size`` for one compiled shape).
+
+    ``reduction``: an :class:`mbam.PBPKReduction` of the population's model; each patient's
+    full-model parameters are then mapped to the reduced model
+    (:meth:`mbam.PBPKReduction.map_parameters`) and the reduced model is simulated. Its body
+    regions replace the full model's, and only the endpoint organs of the regions it predicts
+    (its design's) are dosed."""
     from twin import dose
 
     ids = np.asarray(ids, np.int64)
@@ -198,8 +216,13 @@ def chunk_kinetics(prep: PreparedPopulation, key: np.ndarray, ids: np.ndarray, *
     if size > n:
         params = np.concatenate([params, np.repeat(params[-1:], size - n, axis=0)])
     batch = {k: params[:, j] for j, k in enumerate(prep.varying)}
+    model = ref
+    if reduction is not None:
+        fixed = {k: v for k, v in ref.parameters.items() if k not in batch and k != DECAY_PARAMETER}
+        batch = reduction.map_parameters({**fixed, **batch})
+        model = reduction.model
     schedule = pbpk.Schedule.single(float(activity_mbq), ligand_nmol=float(ligand_nmol))
-    res = pbpk.simulate_cohort(ref, schedule, TIME_GRID_H, batch, chunk_size=size, rtol=rtol,
+    res = pbpk.simulate_cohort(model, schedule, TIME_GRID_H, batch, chunk_size=size, rtol=rtol,
                                atol=atol)
     status = np.asarray(res.status)[:n].astype(np.int64)
     status[invalid] = -1
@@ -213,7 +236,7 @@ def chunk_kinetics(prep: PreparedPopulation, key: np.ndarray, ids: np.ndarray, *
     for sex, mask in (("male", ~female), ("female", female)):
         if not mask.any():
             continue
-        coef = dose_coefficients(body, ref.nuclide, sex)
+        coef = dose_coefficients(body, ref.nuclide, sex, model.predicted_regions)
         if doses is None:
             doses = np.full((n, len(coef.organs)), np.nan)
             organs = coef.organs

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import os
+import pathlib
+import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +20,8 @@ from twin.cohort._population import COVARIATES, Population, PreparedPopulation, 
 from twin.cohort._runner import RunSummary, check_run_folder, run_chunks
 from twin.trial._arms import Arm, Limit, default_limits, evaluate_arm
 
-__all__ = ["Trial", "TrialTask", "check_ligand_amounts", "check_limit_organs", "model_organs", "run_trial",
-           "simulated_activity_mbq"]
+__all__ = ["Trial", "TrialTask", "check_ligand_amounts", "check_limit_organs", "check_reduction",
+           "model_organs", "run_trial", "simulated_activity_mbq"]
 
 _MAX_PATIENTS = 10**9
 
@@ -37,6 +42,13 @@ class Trial:
         glands of the SSTR models). Given limits, and those of the arms, must name organs of
         the population's model (:func:`model_organs`); ``CohortConfigError`` otherwise.
     name: a label for tables and plots.
+    reduction: an MBAM reduction of the population's model (:class:`mbam.PBPKReduction` or the
+        path of its JSON file, e.g. from ``twin reduce``): every patient's parameters are mapped
+        to the reduced model, which is simulated instead of the full one. Only the endpoint
+        organs of its design's regions are reported (the PSMA-617 design has no red marrow:
+        reduce with ``red_marrow`` in the design's regions for it); a default limit on another
+        organ is left out with a warning, a given one is refused. ``None`` (default): the full
+        model.
     """
 
     arms: tuple[Arm, ...]
@@ -45,6 +57,7 @@ class Trial:
     key: object = 0
     limits: tuple[Limit, ...] | None = None
     name: str = "virtual trial"
+    reduction: Any = None
 
     def __post_init__(self):
         arms = tuple(self.arms) if isinstance(self.arms, (list, tuple)) else (self.arms,)
@@ -62,33 +75,81 @@ class Trial:
             raise CohortConfigError(f"n_patients = {n!r} must be a whole number from 1 to {_MAX_PATIENTS}.")
         object.__setattr__(self, "n_patients", int(n))
         object.__setattr__(self, "key", tuple(int(k) for k in key_data(self.key)))
+        reduction = check_reduction(self.population, self.reduction)
+        object.__setattr__(self, "reduction", reduction)
         if self.limits is None:  # the shipped limits on the organs this model has
-            organs = model_organs(self.population)
+            organs = model_organs(self.population, reduction)
             limits = tuple(lim for lim in default_limits() if lim.organ in organs)
+            if reduction is not None:
+                full = model_organs(self.population)
+                left = [str(lim) for lim in default_limits() if lim.organ in full and lim.organ not in organs]
+                if left:
+                    warnings.warn(
+                        f"the reduced model does not predict the organ(s) of the default limit(s) "
+                        f"{'; '.join(left)} (outside its design's regions "
+                        f"{', '.join(reduction.model.predicted_regions)}); they are left out. Reduce with "
+                        "those regions in the design for them.", pbpk.UnpredictedRegionWarning, stacklevel=3)
         else:
             limits = tuple(self.limits)
         if not all(isinstance(lim, Limit) for lim in limits):
             raise CohortConfigError("limits must be twin.trial.Limit objects.")
-        check_limit_organs(self.population, arms, limits)
+        check_limit_organs(self.population, arms, limits, reduction)
         check_ligand_amounts(self.population, arms)
         object.__setattr__(self, "limits", limits)
 
 
-def model_organs(population: Population) -> tuple[str, ...]:
-    """The endpoint organs of the population's model (the organs limits may name)."""
+def model_organs(population: Population, reduction=None) -> tuple[str, ...]:
+    """The endpoint organs of the population's model, or of its reduced model (those of its
+    design's regions): the organs limits may name."""
+    if reduction is not None:
+        m = reduction.model
+        return endpoint_organs(m.graph.body_regions, m.predicted_regions)
     return endpoint_organs(population.reference_model().graph.body_regions)
 
 
-def check_limit_organs(population: Population, arms=(), limits=()) -> None:
+def check_limit_organs(population: Population, arms=(), limits=(), reduction=None) -> None:
     """Refuse a limit (of the trial or of an arm) on an organ the population's model lacks."""
-    organs = model_organs(population)
+    organs = model_organs(population, reduction)
+    what = f"reduced {population.agent} model" if reduction is not None else f"{population.agent} model"
     named = [(f"arm {a.name!r}: ", a.limit) for a in arms if a.limit is not None]
     named += [(f"limit #{i + 1}: " if len(limits) > 1 else "", lim) for i, lim in enumerate(limits)]
     for where, lim in named:
         if lim.organ not in organs:
             raise CohortConfigError(
-                f"{where}the {population.agent} model has no {lim.organ} (limit {lim}); limits may name "
+                f"{where}the {what} has no {lim.organ} (limit {lim}); limits may name "
                 f"its organs: {', '.join(organs)}.")
+
+
+def check_reduction(population: Population, reduction):
+    """The :class:`mbam.PBPKReduction` a trial runs (loaded from a path), checked against the
+    population's model: the reduction must have been made from a model with the same graph,
+    parameters and nuclide (its parameter values may differ: each patient's are mapped)."""
+    if reduction is None:
+        return None
+    import mbam
+
+    if isinstance(reduction, (str, os.PathLike)):
+        reduction = mbam.load_reduced(pathlib.Path(reduction))
+    if not isinstance(reduction, mbam.PBPKReduction):
+        raise CohortConfigError(
+            f"reduction must be an mbam.PBPKReduction or the path of its JSON file (twin reduce "
+            f"--out FILE), got {type(reduction).__name__}.")
+    ref, full = population.reference_model(), reduction.full_model
+    if full.graph != ref.graph or full.nuclide != ref.nuclide:
+        raise CohortConfigError(
+            f"the reduction was made from {full.name!r} ({full.nuclide}, "
+            f"{len(full.parameter_names)} parameters), which is not the {population.agent} "
+            f"population's model {ref.name!r} ({ref.nuclide}, {len(ref.parameter_names)} parameters; "
+            "graphs differ): reduce the population's model (twin reduce --agent "
+            f"{population.agent}) or use the population the reduction was made for.")
+    return reduction
+
+
+@functools.lru_cache(maxsize=2)
+def _reduction_from_json(text: str):
+    import mbam
+
+    return mbam.load_reduced(text)
 
 
 def _carrier_free_mbq_per_nmol(population: Population) -> tuple[str, float]:
@@ -145,6 +206,8 @@ class TrialTask:
     rtol: float = 1e-6
     atol: float = 1e-9
     name: str = "virtual trial"
+    #: the MBAM reduction as JSON text (picklable, for the workers); "" for the full model
+    reduction_json: str = ""
 
     @property
     def n_chunks(self) -> int:
@@ -172,6 +235,9 @@ class TrialTask:
             "rtol": self.rtol,
             "atol": self.atol,
             "time_grid_h": list(TIME_GRID_H),
+            # only with a reduction, so that runs of the full model made before it resume
+            **({"reduction_sha256": hashlib.sha256(self.reduction_json.encode("utf-8")).hexdigest()}
+               if self.reduction_json else {}),
         }
 
     def run_chunk(self, chunk: int):
@@ -184,10 +250,11 @@ class TrialTask:
         pop = self.prepared.population
         kin = {}
         acf = self.prepared.template.carrier_free_mbq_per_nmol
+        extra = {"reduction": _reduction_from_json(self.reduction_json)} if self.reduction_json else {}
         for nmol in sorted({_ligand_nmol(a, pop) for a in self.arms}):
             kin[nmol] = chunk_kinetics(self.prepared, np.asarray(self.key, np.uint32), ids,
                                        activity_mbq=simulated_activity_mbq(nmol, acf), ligand_nmol=nmol,
-                                       chunk_size=self.chunk_size, rtol=self.rtol, atol=self.atol)
+                                       chunk_size=self.chunk_size, rtol=self.rtol, atol=self.atol, **extra)
         parts = []
         for arm in self.arms:
             k = kin[_ligand_nmol(arm, pop)]
@@ -233,8 +300,9 @@ def run_trial(trial: Trial, out_dir: str | os.PathLike, *, chunk_size: int = 128
     if not (isinstance(rtol, float) and 1e-12 <= rtol <= 1e-3):
         raise CohortConfigError(f"rtol = {rtol!r} must be a float between 1e-12 and 1e-3.")
     check_run_folder(out_dir)  # refuse a folder of other files before the population is prepared
+    reduction_json = "" if trial.reduction is None else trial.reduction.to_json()
     task = TrialTask(prepare(trial.population), trial.arms, trial.limits, trial.key, trial.n_patients,
-                     int(chunk_size), bool(include_tia), rtol, 1e-9, trial.name)
+                     int(chunk_size), bool(include_tia), rtol, 1e-9, trial.name, reduction_json)
     return run_chunks(task, out_dir, engine=engine, workers=workers, scheduler=scheduler,
                       resume=resume, progress=progress)
 
@@ -243,17 +311,18 @@ def run_cohort(out_dir: str | os.PathLike, n_patients: int, *, population: Popul
                activity_gbq: float = 7.4, cycles: int = 1, interval_weeks: float = 6.0,
                ligand_nmol: float | None = None, key=0, chunk_size: int = 128,
                engine: str = "local", workers: int | None = None, scheduler=None,
-               resume: bool = False, progress: bool = True) -> RunSummary:
+               resume: bool = False, progress: bool = True, reduction=None) -> RunSummary:
     """Simulate a cohort under one fixed schedule: per patient TIA per region, doses and BED.
 
     One row per patient with the covariates, ``status``, per-cycle TIA (MBq h) of every body
     region, per-GBq doses, G-factors and the cumulative doses, BEDs and limit flags of
     ``cycles`` x ``activity_gbq``. A given ``ligand_nmol`` must hold at least the labelled
     ligand of ``activity_gbq`` (7.4 GBq of carrier-free 177Lu: 10.2 nmol; ``CohortConfigError``
-    otherwise). See :func:`run_trial` for the engine arguments.
+    otherwise). ``reduction``: simulate an MBAM-reduced model (see :class:`Trial`). See
+    :func:`run_trial` for the engine arguments.
     """
     arm = Arm("schedule", activity_gbq=activity_gbq, cycles=cycles, interval_weeks=interval_weeks,
               ligand_nmol=ligand_nmol)
-    trial = Trial((arm,), population or Population(), n_patients, key, name="cohort")
+    trial = Trial((arm,), population or Population(), n_patients, key, name="cohort", reduction=reduction)
     return run_trial(trial, out_dir, chunk_size=chunk_size, engine=engine, workers=workers,
                      scheduler=scheduler, resume=resume, progress=progress, include_tia=True)
