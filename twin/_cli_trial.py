@@ -267,9 +267,8 @@ def _trial(args: argparse.Namespace) -> int:
         n, chunk, taken = _trial_settings_of_run(args, cfg)
         if taken and not args.quiet:
             print(f"resuming {args.out} with the run's settings: {', '.join(taken)}")
-        trial = cfg.trial if n == cfg.trial.n_patients else dataclasses.replace(cfg.trial, n_patients=n)
-        if args.reduced is not None:
-            trial = dataclasses.replace(trial, reduction=args.reduced)
+        trial = cfg.trial if args.reduced is None else cfg.with_reduction(args.reduced)
+        trial = trial if n == trial.n_patients else dataclasses.replace(trial, n_patients=n)
         summary = run_trial(trial, args.out, chunk_size=chunk, **_engine_kwargs(args))
         if not args.quiet:
             _report(summary)

@@ -158,3 +158,24 @@ def test_check_population_on_given_patients(red):
     assert check.failed_solves == 0
     organs = [r for r in red.design.regions if r != "plasma"]
     assert float(check.by_region.loc[organs, "max"].max()) < 0.01
+
+
+def test_trial_config_with_a_reduction(red):
+    """`twin trial CONFIG --reduced FILE`: a file without [[limits]] gets the reduced model's
+    default limits (before: the full model's, red marrow included, were then refused)."""
+    from twin.trial import EXAMPLE_CONFIG, load_trial_config
+
+    cfg = load_trial_config(EXAMPLE_CONFIG)
+    assert not cfg.limits_given and "red_marrow" in {lim.organ for lim in cfg.trial.limits}
+    with pytest.warns(pbpk.UnpredictedRegionWarning, match="red_marrow"):
+        trial = cfg.with_reduction(red)
+    assert trial.reduction is red and "red_marrow" not in {lim.organ for lim in trial.limits}
+    assert trial.arms == cfg.trial.arms and trial.n_patients == cfg.trial.n_patients
+
+
+def test_cli_cohort_reduced_missing_file(tmp_path, capsys):
+    from twin.cli import main
+
+    rc = main(["cohort", "--n", "2", "--reduced", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")])
+    assert rc == 1
+    assert "no reduction file" in capsys.readouterr().err

@@ -14,6 +14,7 @@ Layout (every table but ``[[arms]]`` is optional; see ``twin/trial/data/psma_kid
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from dataclasses import dataclass
@@ -50,6 +51,14 @@ class TrialConfig:
     trial: Trial
     chunk_size: int = 128
     source: str = "<string>"
+    #: whether the file gave [[limits]] (else the trial has the shipped defaults)
+    limits_given: bool = False
+
+    def with_reduction(self, reduction) -> Trial:
+        """The trial on an MBAM-reduced model (see :class:`Trial`); default limits are taken again
+        for the reduced model's organs, given ones are checked against them."""
+        return dataclasses.replace(self.trial, reduction=reduction,
+                                   limits=self.trial.limits if self.limits_given else None)
 
 
 def _table(where: str, value) -> dict:
@@ -162,7 +171,7 @@ def parse_trial_config(data: dict, source: str = "<string>") -> TrialConfig:
     chunk = trial.get("chunk_size", 128)
     if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= 100_000:
         raise TrialConfigError(f"[trial] chunk_size = {chunk!r} must be a whole number from 1 to 100000.")
-    return TrialConfig(t, chunk, source)
+    return TrialConfig(t, chunk, source, limits is not None)
 
 
 def load_trial_config(path: str | os.PathLike) -> TrialConfig:
