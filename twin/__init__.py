@@ -27,12 +27,12 @@ _EXPORTS = {
     "scenario_table": "twin._scenarios",
     "DEFAULT_QUANTILES": "twin._twin", "TherapyPrediction": "twin._twin", "Twin": "twin._twin",
     "VoxelDose": "twin._twin", "therapy_schedule": "twin._twin", "limit_quantile": "twin._twin",
-    "model_doses": "twin._twin",
+    "model_doses": "twin._twin", "AIR_DENSITY_G_CM3": "twin._twin",
     "write_report": "twin.report",
 }
 
 __all__ = [
-    "DEFAULT_QUANTILES", "EscalationResult", "InfeasibleError", "ScanSet", "TherapyPrediction", "Twin",
+    "AIR_DENSITY_G_CM3", "DEFAULT_QUANTILES", "EscalationResult", "InfeasibleError", "ScanSet", "TherapyPrediction", "Twin",
     "TwinError", "TwinInputError", "VoxelDose", "default_escalation_limits", "limit_quantile", "max_activity",
     "model_doses", "TooFewDrawsError", "min_draws",
     "rank_imaging_schedules", "scenario_table", "therapy_schedule", "write_report",

@@ -482,9 +482,14 @@ def _limits(limits=None) -> list[dict]:
     return out
 
 
+#: CT voxels below this density (g/cm3; about -950 HU, below lung) are air: dose 0 in the map.
+AIR_DENSITY_G_CM3 = 0.05
+
+
 @dataclass(frozen=True, eq=False)
 class VoxelDose:
-    """Voxel absorbed dose (Gy, float32, (z, y, x)) summed over the schedule.
+    """Voxel absorbed dose (Gy, float32, (z, y, x)) summed over the schedule. With a CT, voxels
+    of air (density below :data:`AIR_DENSITY_G_CM3`) have dose 0.
 
     mean_gy: the posterior mean map (exact: mean region TIAs through the linear dose map).
     quantile_gy: {q: map} per-voxel quantiles over the sampled draws.
@@ -885,20 +890,31 @@ class Twin:
 
         m = self.masks
         body_regions = self._body_regions()
+        # structures of excreta (the bladder: 'urine') hold activity that has left the body: the
+        # PET there is urine, not body tissue, so no body TIA (remainder of body) goes there
+        excreta = set(self.therapy_model.regions) - set(body_regions)
         groups: dict[str, np.ndarray] = {}
+        outside = np.zeros(m.labels.shape, bool)
         for name in m.names:
             reg = region_of(name)
             if reg in body_regions and reg != "remainder_of_body":
                 groups[reg] = groups.get(reg, np.zeros(m.labels.shape, bool)) | m.mask(name)
-        dist = dose.tia_distribution(groups, self.pet_bq_per_ml, body_mask=m.labels > 0)
+            elif reg in excreta:
+                outside |= m.mask(name)
+        dist = dose.tia_distribution(groups, self.pet_bq_per_ml, body_mask=(m.labels > 0) & ~outside)
         spacing = tuple(float(s) for s in reversed(m.geometry.spacing))
         kernel = dose.dose_kernel(self.therapy_model.nuclide, spacing)
         plan = dose.make_dose_plan(kernel, m.labels.shape)
         density = dose.hu_to_density(self.ct_hu) if self.ct_hu is not None else None
+        # air (outside the patient, bowel gas): the density correction would multiply the
+        # cross-dose there by up to 1.04/0.0012 = 870 (133 Gy next to the phantom's skin); dose
+        # to air is not a quantity anyone plans on, so it is 0 in the map
+        air = None if density is None else np.asarray(density) < AIR_DENSITY_G_CM3
         units = []
         for r in dist.regions:
             tia_map = dist.tia_map({q: (1.0 if q == r else 0.0) for q in dist.regions})
-            units.append(np.asarray(dose.voxel_dose(tia_map, plan, density_g_cm3=density), dtype=np.float32))
+            unit = np.asarray(dose.voxel_dose(tia_map, plan, density_g_cm3=density), dtype=np.float32)
+            units.append(unit if air is None else np.where(air, np.float32(0.0), unit))
         out = {"regions": dist.regions, "masks": groups, "units": np.stack(units), "spacing": spacing}
         self._cache["voxel"] = out
         return out

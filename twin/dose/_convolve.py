@@ -61,7 +61,7 @@ import scipy.fft
 
 from pbpk._errors import InvalidInputError
 from twin.dose._errors import GridMismatchError
-from twin.dose._kernels import DoseKernel
+from twin.dose._kernels import DoseKernel, _spacing3
 
 __all__ = [
     "VoxelDosePlan",
@@ -190,11 +190,8 @@ def _shape3(shape) -> tuple[int, int, int]:
 def _check_spacing(spacing_mm, kernel_spacing, what: str) -> None:
     if spacing_mm is None:
         return
-    if np.isscalar(spacing_mm):
-        spacing = (float(spacing_mm),) * 3
-    else:
-        spacing = tuple(float(s) for s in spacing_mm)
-    if len(spacing) != 3 or not np.allclose(spacing, kernel_spacing, rtol=_SPACING_RTOL, atol=0):
+    spacing = _spacing3(spacing_mm)  # one or three positive numbers (also a 0-d array)
+    if not np.allclose(spacing, kernel_spacing, rtol=_SPACING_RTOL, atol=0):
         raise GridMismatchError(
             f"{what} has voxel spacing {spacing} mm but the kernel was built for "
             f"{tuple(kernel_spacing)} mm; build the kernel for the image spacing "
