@@ -95,6 +95,14 @@ class _Problem:
             if unknown:
                 raise ObservationError(f"observed region(s) {', '.join(unknown)} are not in model "
                                        f"{model.name!r}; its regions: {', '.join(model.regions)}.")
+            unpredicted = sorted({r for r in observations.region if not model.predicts(r)})
+            if unpredicted:
+                raise ObservationError(
+                    f"observed region(s) {', '.join(unpredicted)} are not predicted by model {model.name!r} "
+                    f"(a reduced model predicts the regions of its reduction design only: "
+                    f"{', '.join(model.predicted_regions)}); fitting them would fit activity the reduction "
+                    "did not keep. Drop those observations, calibrate the full model, or reduce with "
+                    "those regions in the design (mbam.ReductionDesign(regions=...)).")
             self.schedule = pbpk._simulate._as_schedule(schedule)
             _check_times(observations, self.schedule)
             self.times = observations.times_h
@@ -143,9 +151,11 @@ class _Problem:
 
 
 def early_observations(observations: Observations, schedule) -> tuple[float, list[str]]:
-    """The schedule's first administration time and the observations at or before it
-    (``"kidney at 0 h"``): their prediction is 0, which has no log-normal likelihood."""
-    t0 = min(a.time_h for a in schedule.administrations)
+    """The time of the schedule's first administration carrying activity and the observations
+    at or before it (``"kidney at 0 h"``): their prediction is 0 (a cold, unlabelled pre-dose
+    injects no activity), which has no log-normal likelihood."""
+    hot = [a.time_h for a in schedule.administrations if a.activity_mbq > 0]
+    t0 = min(hot) if hot else min(a.time_h for a in schedule.administrations)
     return t0, [f"{r} at {t:g} h" for r, t in zip(observations.region, observations.time_h.tolist()) if t <= t0]
 
 
@@ -156,7 +166,8 @@ def _check_times(observations: Observations, schedule) -> None:
     if bad:
         raise ObservationError(
             f"observation(s) {', '.join(bad)} are at or before the schedule's first administration "
-            f"({t0:g} h): nothing is injected yet, so the model predicts 0 there. time_h is on the "
+            f"carrying activity ({t0:g} h): no activity is injected yet (a cold pre-dose carries none), "
+            "so the model predicts 0 there. time_h is on the "
             "schedule's clock (hours since the schedule's 0 h; pbpk.Schedule.single injects at 0 h): "
             "drop those observations, or shift their times (or the schedule) so that they follow the "
             "injection.")
@@ -719,8 +730,12 @@ def _hessian(problem: _Problem, z, method: str):
         for i in range(p):
             e = np.zeros(p)
             e[i] = h
-            (_, _), gp = fns["vg"](jnp.asarray(z + e), data)
-            (_, _), gm = fns["vg"](jnp.asarray(z - e), data)
+            (_, okp), gp = fns["vg"](jnp.asarray(z + e), data)
+            (_, okm), gm = fns["vg"](jnp.asarray(z - e), data)
+            if not (bool(okp) and bool(okm)):
+                # a failed solve has its likelihood gradient zeroed (prior only): a difference
+                # across it is no curvature, so the Hessian is unknown (the callers report it)
+                return np.full((p, p), np.nan)
             H[:, i] = (np.asarray(gp) - np.asarray(gm)) / (2 * h)
         return 0.5 * (H + H.T)
     raise InvalidInputError(f"hessian = {method!r}; use 'autodiff' or 'fd'.")
@@ -1106,8 +1121,9 @@ def _calibrate(problem, model, observations, prior, method, key, num_samples, nu
         diag["hessian_wall_s"] = time.perf_counter() - th
         diag["hessian"] = hessian
         if not np.all(np.isfinite(H)):
-            raise CalibrationError("the Hessian at the MAP is not finite (failed solves near the MAP); "
-                                   "use method='nuts' or loosen the prior.")
+            raise CalibrationError("the Hessian at the MAP is not finite (failed solves near the MAP"
+                                   + (", at a finite-difference point: try hessian='autodiff'" if hessian == "fd"
+                                      else "") + "); use method='nuts' or loosen the prior.")
         w, V = np.linalg.eigh(0.5 * (H + H.T))
         if np.any(w <= 0):
             messages.append(f"the Hessian at the MAP has {int((w <= 0).sum())} non-positive eigenvalue(s); "

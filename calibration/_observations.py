@@ -20,9 +20,10 @@ most recent one before the scan, decay-corrected to it: ``SimulationResult.perce
 
 Clock: ``time_h`` is on the clock of the schedule the observations are calibrated with
 (``pbpk.Schedule``; ``pbpk.Schedule.single`` injects at 0 h, so there it is the time after
-injection). An observation at or before the schedule's first administration is refused when
-it meets the schedule (:func:`calibration.calibrate`): nothing has been injected yet, so its
-prediction is 0 and it has no log-normal likelihood.
+injection). An observation at or before the schedule's first administration carrying activity
+(a cold pre-dose carries none) is refused when it meets the schedule
+(:func:`calibration.calibrate`): no activity has been injected yet, so its prediction is 0 and
+it has no log-normal likelihood.
 """
 
 from __future__ import annotations
@@ -412,6 +413,8 @@ def _blank(v) -> bool:
 
 
 def _number(v, name, i) -> float:
+    if isinstance(v, (bool, np.bool_)):
+        raise ObservationError(f"observation record {i}: {name} = {v!r} is a bool, not a number.")
     try:
         x = float(v)
     except (TypeError, ValueError):

@@ -335,7 +335,16 @@ def calibrate_population(
         "clipped_likelihood_directions": clipped,
         "stage1_failed_solves": int(sum(f.diagnostics.get("failed_solves", 0) for f in fits)),
     }
+    # stage-1 fits whose own diagnostics failed (MAP not converged, Hessian eigenvalues clipped,
+    # non-finite gradients): their Gaussian likelihood feeds stage 2, so say so here
+    bad1 = [i for i, f in enumerate(fits) if f.diagnostics.get("converged", True) is False]
+    diag["stage1_not_converged"] = bad1
     msgs = []
+    if bad1:
+        first = (fits[bad1[0]].diagnostics.get("warnings") or ["see its diagnostics"])[0]
+        msgs.append(f"stage 1: the calibration of patient(s) {', '.join(map(str, bad1))} did not converge "
+                    f"(patient {bad1[0]}: {first}); the Laplace likelihood that stage 2 uses may be wrong for "
+                    "them. See population.patients[i].diagnostics['warnings'].")
     if div:
         msgs.append(f"population NUTS had {div} divergent transition(s).")
     if num_chains > 1 and not diag["rhat_max"] <= rhat_threshold:

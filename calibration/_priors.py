@@ -275,6 +275,9 @@ class Prior:
         total = 0.0
         for e in self.entries:
             v = float(values[e.name])
+            if math.isnan(v):
+                raise PriorError(f"{e.name} = nan has no prior density; give a number > 0 in the "
+                                 "parameter's unit.")
             if v <= 0:
                 return -math.inf
             z = (math.log(v) - e.log_loc) / e.log_scale

@@ -682,6 +682,12 @@ class Twin:
         if unknown:
             raise TwinInputError(f"observed region(s) {', '.join(unknown)} are not in the model; regions: "
                                  f"{', '.join(self.therapy_model.regions)}.")
+        unpredicted = sorted({r for r in observations.region if not self.therapy_model.predicts(r)})
+        if unpredicted:
+            raise TwinInputError(
+                f"observed region(s) {', '.join(unpredicted)} are not predicted by this twin's reduced "
+                f"model (it predicts {', '.join(self.therapy_model.predicted_regions)}); drop those "
+                "observations or build the twin on the full model.")
         from calibration._inference import early_observations
 
         t0, early = early_observations(observations, schedule)

@@ -179,3 +179,13 @@ def test_cli_cohort_reduced_missing_file(tmp_path, capsys):
     rc = main(["cohort", "--n", "2", "--reduced", str(tmp_path / "nope.json"), "--out", str(tmp_path / "o")])
     assert rc == 1
     assert "no reduction file" in capsys.readouterr().err
+
+
+def test_calibration_refuses_observations_of_unpredicted_regions(red):
+    from calibration import ObservationError, Observations, Prior, calibrate
+
+    obs = Observations.from_records(
+        [{"region": "prostate", "time_h": 24.0, "value": 50.0, "unit": "MBq"},
+         {"region": "kidney", "time_h": 24.0, "value": 300.0, "unit": "MBq"}], agent="PSMA-617")
+    with pytest.raises(ObservationError, match="prostate are not predicted"):
+        calibrate(red.model, pbpk.Schedule.single(7400.0), obs, Prior.default(red.model), method="map")
