@@ -442,8 +442,11 @@ class Posterior:
         return np.atleast_2d(np.cov(self.log_samples, rowvar=False))
 
     def interval(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
-        """Central credible interval per parameter (natural units)."""
+        """Central credible interval per parameter (natural units); NaN for a MAP point (one
+        draw carries no uncertainty: an interval of zero width would read as certainty)."""
         level = check_level(level)
+        if self.log_samples.shape[0] < 2:
+            return {n: (math.nan, math.nan) for n in self.names}
         lo, hi = np.quantile(self.log_samples, [0.5 - level / 2, 0.5 + level / 2], axis=0)
         return {n: (float(np.exp(lo[i])), float(np.exp(hi[i]))) for i, n in enumerate(self.names)}
 
@@ -484,6 +487,8 @@ class Posterior:
         level = check_level(level)
         qlo, qhi = 0.5 - level / 2, 0.5 + level / 2
         lo, med, hi = np.quantile(self.log_samples, [qlo, 0.5, qhi], axis=0)
+        if self.log_samples.shape[0] < 2:  # a MAP point: no interval (not one of zero width)
+            lo = hi = np.full(len(self.names), np.nan)
         pvp = self.prior_vs_posterior()
         data = {
             "prior_median": [e.median for e in self.prior.entries],

@@ -133,3 +133,29 @@ def test_bool_cells_are_not_numbers(key):
         Observations.from_records([row])
     with pytest.raises(ObservationError, match="not a bool"):
         NoiseModel(cv=True)
+
+
+def test_map_point_has_no_interval():
+    """A MAP is one point: its interval is unknown (NaN), not of zero width (which read as
+    certainty next to log_sd NaN). Reference: a posterior of one draw carries no spread."""
+    import math
+
+    import jax.numpy as jnp
+
+    from calibration import NoiseModel, Observations, calibrate
+
+    t = np.array([1.0, 2.0, 4.0])
+    obs = Observations.from_records(
+        [{"region": "a", "time_h": float(x), "value": float(2.0 * np.exp(-0.3 * x)), "unit": "MBq"} for x in t],
+        noise=NoiseModel(cv=0.1))
+
+    def model(p):
+        return p["amp"] * jnp.exp(-0.3 * jnp.asarray(t))  # the observations in their order
+
+    post = calibrate(model, None, obs, Prior((LogNormal("amp", 1.0, 1.0),)), method="map")
+    assert post.log_samples.shape[0] == 1
+    lo, hi = post.interval(0.9)["amp"]
+    assert math.isnan(lo) and math.isnan(hi)
+    s = post.summary()
+    assert np.isnan(s.loc["amp", "q5"]) and np.isnan(s.loc["amp", "q95"])
+    assert s.loc["amp", "map"] == pytest.approx(s.loc["amp", "median"])
