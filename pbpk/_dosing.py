@@ -76,6 +76,11 @@ class Administration:
             )
         object.__setattr__(self, "time_h", _positive("time_h", self.time_h, allow_zero=True))
         object.__setattr__(self, "infusion_h", _positive("infusion_h", self.infusion_h, allow_zero=True))
+        if self.infusion_h > 0 and self.time_h + self.infusion_h == self.time_h:
+            raise InvalidInputError(
+                f"infusion_h = {self.infusion_h!r} h is too short to end after time_h = "
+                f"{self.time_h!r} h in floating point; give infusion_h = 0 for a bolus."
+            )
         if self.ligand_nmol is not None and self.molar_activity_mbq_per_nmol is not None:
             raise InvalidInputError(
                 "give either ligand_nmol or molar_activity_mbq_per_nmol for an administration, not both."

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pbpk._errors import InvalidInputError
 from pbpk._sparse import SparseLUPlan
 
 __all__ = ["RodasSolution", "rodas4_solve", "rodas4_solve_batched", "status_message"]
@@ -326,11 +327,24 @@ def _is_concrete(x) -> bool:
 
 
 def _check_options(rtol, atol, max_steps, mode):
-    """Validate options at trace time (traced tolerances are accepted unchecked)."""
-    if _is_concrete(rtol) and not np.all(np.asarray(rtol) > 0.0):
-        raise ValueError(f"rtol must be positive, got {rtol!r}")
-    if _is_concrete(atol) and not np.all(np.asarray(atol) >= 0.0):
-        raise ValueError(f"atol must be non-negative, got {atol!r}")
+    """Validate options at trace time (traced tolerances are accepted unchecked).
+
+    ``rtol`` must be finite and in (0, 1) and ``atol`` finite and >= 0: an infinite tolerance
+    (or ``rtol >= 1``) makes every error estimate pass, so every step is accepted whatever
+    its error and the solution is silently wrong with status 0.
+    """
+    if _is_concrete(rtol):
+        r = np.asarray(rtol, dtype=float)
+        if not np.all(np.isfinite(r) & (r > 0.0) & (r < 1.0)):
+            raise InvalidInputError(
+                f"rtol must be finite and in (0, 1) (e.g. 1e-6), got {rtol!r}"
+            )
+    if _is_concrete(atol):
+        a = np.asarray(atol, dtype=float)
+        if not np.all(np.isfinite(a) & (a >= 0.0)):
+            raise InvalidInputError(
+                f"atol must be finite and >= 0 (e.g. 1e-9, in the state's units), got {atol!r}"
+            )
     if int(max_steps) < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if mode not in ("forward", "reverse"):

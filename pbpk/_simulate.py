@@ -9,6 +9,8 @@ diffrax's Kvaerno5 and is kept as the verification reference.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -473,8 +475,7 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
     check_parameter_values(cg, merged)
     segs, out_map = _segments(schedule, times)
     bolus, infusion = _dose_inputs(model, schedule, segs)
-    opts = (("solver", solver), ("rtol", float(rtol)), ("atol", float(atol)),
-            ("max_steps", int(max_steps)), ("mode", mode))
+    opts = (("solver", solver), *_tolerances(rtol, atol, max_steps), ("mode", mode))
     injected = [_injected_mbq(schedule, t) for t in times]
     continues = tuple(bool(c) for c in np.isnan(infusion[:, 0]))
     infusion = np.nan_to_num(infusion)
@@ -485,6 +486,25 @@ def _prepare(model, schedule, times_h, params, solver, rtol, atol, max_steps, mo
                  _ia_reference_key(schedule, times))
     expected = jnp.asarray(_administered_nmol(model, schedule, times))
     return fn, merged, cg, jnp.asarray(bolus), jnp.asarray(infusion), expected
+
+
+def _tolerances(rtol, atol, max_steps) -> tuple:
+    """``(("rtol", r), ("atol", a), ("max_steps", m))`` after checking them: an infinite
+    tolerance or ``rtol >= 1`` would accept every step whatever its error (wrong numbers with
+    status 0), and a fractional ``max_steps`` would be truncated."""
+    try:
+        r, a = float(rtol), float(atol)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"rtol and atol must be numbers (e.g. rtol=1e-6, atol=1e-9), got {rtol!r}, {atol!r}."
+        ) from None
+    if not (math.isfinite(r) and 0.0 < r < 1.0):
+        raise InvalidInputError(f"rtol = {rtol!r} must be finite and in (0, 1), e.g. 1e-6.")
+    if not (math.isfinite(a) and a >= 0.0):
+        raise InvalidInputError(f"atol = {atol!r} (nmol) must be finite and >= 0, e.g. 1e-9.")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
+        raise InvalidInputError(f"max_steps = {max_steps!r} must be a positive integer, e.g. 20000.")
+    return ("rtol", r), ("atol", a), ("max_steps", int(max_steps))
 
 
 def _differs(value, reference: float) -> bool:
@@ -597,6 +617,12 @@ def simulate(
     """
     fn, merged, cg, bolus, infusion, expected = _prepare(
         model, schedule, times_h, params, solver, rtol, atol, max_steps, mode, subcompartments)
+    shaped = [f"{k} {np.shape(v)}" for k, v in (params or {}).items() if np.ndim(v) != 0]
+    if shaped:
+        raise InvalidInputError(
+            f"simulate takes one value per parameter, got arrays ({', '.join(shaped)}); for "
+            "several patients use pbpk.simulate_cohort (or jax.vmap over simulate)."
+        )
     p = cg.pack(merged)
     result = fn(p, bolus, infusion, expected)
     if check and not isinstance(result.status, jax.core.Tracer):
@@ -648,12 +674,19 @@ def simulate_cohort(
             raise InvalidInputError(
                 f"params[{k!r}] must be numbers, one per patient; got {v!r}."
             ) from None
-    sizes = {v.shape[0] if v.ndim else None for v in batch.values()}
+    sizes = {v.shape[0] if v.ndim == 1 else None for v in batch.values()}
     if len(sizes) != 1 or None in sizes:
+        shapes = ", ".join(f"{k}: {np.shape(v)}" for k, v in batch.items())
         raise InvalidInputError(
-            "every cohort parameter needs a 1-D array with the same leading (patient) length."
+            "every cohort parameter needs a 1-D array with one value per patient, all of the "
+            f"same length (got shapes {shapes or 'none: params is empty'}); for a value shared "
+            "by every patient use model.with_parameters(...)."
         )
     n = sizes.pop()
+    if n == 0:
+        raise InvalidInputError("the cohort is empty: give at least one value per parameter.")
+    if DECAY_PARAMETER in batch:  # every patient's value, not just the first one's
+        _merged_parameters(model, {DECAY_PARAMETER: batch[DECAY_PARAMETER]})
     fn, merged, cg, bolus, infusion, expected = _prepare(
         model, schedule, times_h, {k: v[0] for k, v in batch.items()}, solver, rtol, atol,
         max_steps, "forward", subcompartments, batched=(solver == "rodas"))
