@@ -28,6 +28,7 @@ from pbpk._errors import InvalidInputError
 from pbpk._graph import Compartment, ModelGraph, binding, exchange, flow, transfer
 from pbpk._ligands import Ligand, get_ligand
 from pbpk._model import PBPKModel
+from pbpk._numbers import real_or_none
 from pbpk._physiology import FLOW_FRACTIONS, Physiology
 
 __all__ = ["psma_model", "sstr_model", "theranostic_pair", "RELEASE_MODES"]
@@ -292,13 +293,23 @@ def _apply_calibration(p: dict, src: dict, key: str) -> None:
 
 def _tumours(volumes_l, densities, default_density: float, what: str) -> tuple[dict, tuple]:
     """Validated tumour volumes {"tumour1": L, ...} and their receptor densities (nmol/L)."""
-    try:
-        vols = tuple(float(v) for v in np.atleast_1d(np.asarray(volumes_l, dtype=float)))
-        dens = (tuple(float(d) for d in np.atleast_1d(np.asarray(densities, dtype=float)))
-                if densities is not None else (default_density,) * len(vols))
-    except (TypeError, ValueError):
+    def reals(values) -> tuple[float, ...] | None:
+        # element by element, so that a bool (True is not 1 L) or a string is refused
+        try:
+            raw = np.asarray(values, dtype=object)
+        except (TypeError, ValueError):
+            return None
+        if raw.ndim > 1:
+            return None
+        out = tuple(real_or_none(v) for v in np.atleast_1d(raw))
+        return None if any(v is None for v in out) else out
+
+    vols = reals(volumes_l)
+    dens = reals(densities) if densities is not None else (
+        None if vols is None else (default_density,) * len(vols))
+    if vols is None or dens is None:
         raise InvalidInputError(f"{what}_volumes_l and {what}_receptor_nmol_per_l must be numbers "
-                                f"(L and nmol/L), one per tumour.") from None
+                                f"(L and nmol/L), one per tumour; got {volumes_l!r} and {densities!r}.")
     if len(dens) != len(vols):
         raise InvalidInputError(f"give one receptor density per tumour ({what}_receptor_nmol_per_l).")
     for i, v in enumerate(vols):
@@ -488,6 +499,11 @@ def theranostic_pair(imaging: PBPKModel, therapy_ligand: str, therapy_nuclide: s
     kon, koff, kint, plasma-protein binding, default molar activity and the nuclide come
     from the therapy agent.
     """
+    if not isinstance(imaging, PBPKModel):
+        raise InvalidInputError(
+            f"imaging must be a pbpk.PBPKModel (e.g. pbpk.psma_model('PSMA-11')), got "
+            f"{type(imaging).__name__}."
+        )
     lig = get_ligand(therapy_ligand)
     img = get_ligand(imaging.ligand)
     if lig.target != img.target:

@@ -25,6 +25,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pbpk._errors import InvalidInputError, UnknownNameError
 from pbpk._frozen import FrozenMap
 from pbpk._labs import absolute_gfr_ml_min, bsa_mosteller_m2, egfr_ckd_epi_2021
@@ -223,12 +225,11 @@ class Physiology:
                 raise UnknownNameError(
                     f"organ {organ!r} has no volume in the physiology; known organs: {', '.join(ORGANS)}."
                 )
-            try:
-                fv = float(v)
-            except (TypeError, ValueError):
+            fv = real_or_none(v)  # a bool or a string is not a volume (True is not 1 L)
+            if fv is None:
                 raise InvalidInputError(
                     f"organ_volumes_l[{organ!r}] must be a number (L), got {v!r}."
-                ) from None
+                )
             if not math.isfinite(fv) or fv <= 0 or fv >= self.weight_kg:
                 raise InvalidInputError(
                     f"organ_volumes_l[{organ!r}] = {v!r} L is not valid; give the organ's volume in "
@@ -237,6 +238,8 @@ class Physiology:
                 )
             vols[organ] = fv
         object.__setattr__(self, "organ_volumes_l", FrozenMap(vols))
+        if "bone" not in vols:
+            self.organ_volume_l("bone")  # refuses a red marrow that leaves no bone
 
     # --------------------------------------------------------------- constructors
     @classmethod
@@ -289,8 +292,21 @@ class Physiology:
                 )
             egfr = egfr_ckd_epi_2021(creatinine, creatinine_unit, age_y, sex)
             gfr_ml_min = absolute_gfr_ml_min(egfr, bsa_mosteller_m2(height_cm, weight_kg))
+            if np.ndim(gfr_ml_min) != 0:
+                raise InvalidInputError(
+                    "a Physiology is one patient: give creatinine, age_y, height_cm and weight_kg "
+                    "as single numbers (for a cohort, build one Physiology per patient)."
+                )
+            lo, hi = _RANGES["gfr_ml_min"]
+            if not lo <= gfr_ml_min <= hi:
+                raise InvalidInputError(
+                    f"creatinine = {creatinine!r} {creatinine_unit} gives a CKD-EPI 2021 GFR of "
+                    f"{gfr_ml_min:.3g} mL/min (de-indexed by BSA), outside the accepted range "
+                    f"{lo:g}-{hi:g} mL/min; check the creatinine value and its unit, or give a "
+                    "measured gfr_ml_min."
+                )
         return cls(sex=sex, weight_kg=weight_kg, height_cm=height_cm, age_y=age_y,
-                   haematocrit=haematocrit, gfr_ml_min=float(gfr_ml_min),
+                   haematocrit=haematocrit, gfr_ml_min=gfr_ml_min,
                    organ_volumes_l=_merge_volumes(organ_volumes_l, measured_volumes_l,
                                                   _check_range("weight_kg", weight_kg)))
 
@@ -331,7 +347,16 @@ class Physiology:
         if organ in ("muscle", "skin", "adipose"):
             return _LUMPED_PER_71KG_L[organ] * self.weight_scale
         if organ == "bone":
-            return _LUMPED_PER_71KG_L["bone_total"] * self.weight_scale - self.organ_volume_l("red_marrow")
+            skeleton = _LUMPED_PER_71KG_L["bone_total"] * self.weight_scale
+            red_marrow = self.organ_volume_l("red_marrow")
+            if red_marrow >= skeleton:
+                raise InvalidInputError(
+                    f"organ_volumes_l['red_marrow'] = {red_marrow:g} L leaves no bone: the skeleton of "
+                    f"a {self.weight_kg:g} kg patient (bone + red marrow, 10.165 L per 71 kg) is "
+                    f"{skeleton:.3g} L; check the red marrow mass (kg ~ L), or give "
+                    "organ_volumes_l['bone'] as well."
+                )
+            return skeleton - red_marrow
         if organ in REFERENCE_ORGAN_VOLUMES_L[self.sex]:
             return REFERENCE_ORGAN_VOLUMES_L[self.sex][organ] * self.weight_kg / ref_weight
         raise UnknownNameError(f"organ {organ!r} is not known; known organs: {', '.join(ORGANS)}.")
