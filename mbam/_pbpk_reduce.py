@@ -448,12 +448,15 @@ class PBPKReduction:
     def __post_init__(self) -> None:
         # the reduced model predicts the design's regions only (PBPKModel.predicted_regions);
         # files written before the field existed get it from their design
-        if isinstance(self.model, PBPKModel) and not self.model.predicted_regions:
+        if isinstance(self.model, PBPKModel) and self.accepted and not self.model.predicted_regions:
             object.__setattr__(self, "model", dataclasses.replace(
                 self.model, predicted_regions=self.predicted_regions()))
 
     def predicted_regions(self) -> tuple[str, ...]:
-        """The regions the reduced model predicts: the design's, of those the full model predicts."""
+        """The regions the reduced model predicts: the design's, of those the full model predicts
+        (the full model's when no step was accepted)."""
+        if not self.accepted:
+            return self.full_model.predicted_regions
         return tuple(r for r in self.design.regions if r in self.model.regions
                      and isinstance(self.full_model, PBPKModel) and self.full_model.predicts(r))
 
@@ -681,7 +684,11 @@ def load_reduced(source) -> PBPKReduction:
         raise InvalidInputError(f"not an MBAM reduction file (expected format {FORMAT!r}).")
     try:
         full = PBPKModel.from_json(json.dumps(data["full_model"]))
-        reduced = PBPKModel.from_json(json.dumps(data["reduced_model"]))
+        # the predicted regions follow from the design and the steps (PBPKReduction); the
+        # stored list is compared after the design has been checked against the models
+        reduced_data = dict(data["reduced_model"])
+        stored_regions = reduced_data.pop("predicted_regions", None)
+        reduced = PBPKModel.from_json(json.dumps(reduced_data))
         design = ReductionDesign.from_dict(data["design"])
         history = tuple(PBPKReductionStep.from_dict(d) for d in data["history"])
         stop_reason, wall_s = str(data.get("stop_reason", "")), float(data.get("wall_s", 0.0))
@@ -691,6 +698,12 @@ def load_reduced(source) -> PBPKReduction:
         raise InvalidInputError(f"the reduction file is incomplete or malformed: {exc!r}.") from None
     red = PBPKReduction(full, reduced, design, history, stop_reason, wall_s)
     _check_reduction(red)
+    if stored_regions is not None and (not isinstance(stored_regions, list)
+                                       or set(stored_regions) != set(red.model.predicted_regions)):
+        raise InvalidInputError(
+            f"the reduction file is inconsistent: its reduced model predicts {stored_regions!r}, but "
+            f"its design and steps give {', '.join(red.model.predicted_regions) or 'every region'}; "
+            "it was edited or is corrupt: write it again with PBPKReduction.save().")
     return red
 
 
@@ -741,12 +754,6 @@ def _check_reduction(red: PBPKReduction) -> None:
         if bad:
             fail(step, f"has refit scale(s) {', '.join(bad)}; each must be a finite number > 0")
         available = set(step.names)
-    if set(red.model.predicted_regions) != set(red.predicted_regions()):
-        raise InvalidInputError(
-            f"the reduction file is inconsistent: the reduced model predicts "
-            f"{', '.join(red.model.predicted_regions)}, its design's regions are "
-            f"{', '.join(red.design.regions)}; it was edited or is corrupt: write it again with "
-            "PBPKReduction.save().")
     reduced = {n for n in red.model.parameter_names if n != DECAY_PARAMETER}
     if available != reduced:
         diff = sorted(available ^ reduced)
