@@ -18,11 +18,17 @@ LIMITS = [{"organ": "kidneys", "quantity": "bed", "limit_gy": 40.0},
 KIDNEY = dose.tissue_parameters("kidneys")
 
 
+def _g_curve(t, a):
+    """Lea-Catcheside G of a kidney activity curve sampled from t = 0 (twin.dose.g_factor_numerical)."""
+    tail = max(math.log(a[-2] / a[-1]) / (t[-1] - t[-2]), pbpk.get_nuclide("Lu-177").decay_constant_per_h)
+    return float(dose.g_factor_numerical(t, a, KIDNEY.repair_half_time_h, tail, substeps=16))
+
+
 def _independent_kidney_bed_and_marrow(tw, activity_mbq, ligand_nmol, n_cycles):
     """Kidney BED and marrow dose per draw, from a direct pbpk simulation of one cycle (cycles
     6 weeks apart are independent), twin.dose.organ_dose per draw and Dale's closed-form BED."""
     _, params = tw._draw_params(N_DRAWS, 0)
-    times = np.array([24.0, 168.0, 2000.0])
+    times = np.r_[0.0, np.geomspace(0.05, 3000.0, 400)]  # fine grid from t = 0 for the G-factor
     # simulated at 1 GBq with the ligand amount of the real activity (hot and cold ligand are
     # kinetically identical, so activity and TIA scale exactly; one compilation for all calls)
     res = pbpk.simulate_cohort(tw.therapy_model, pbpk.Schedule.single(1000.0, ligand_nmol=ligand_nmol),
@@ -48,8 +54,7 @@ def _independent_kidney_bed_and_marrow(tw, activity_mbq, ligand_nmol, n_cycles):
                             organ_masses_kg={mird[o]: vols[o] for o in ("kidney", "liver", "spleen", "salivary")},
                             tumour_masses_kg={t: 1.04 * vols[t] for t in tum},  # 1.04 g/cm3 spheres
                             targets=["kidneys", "red_marrow"]).dose_gy
-        lam = max(math.log(act_k[i, 0] / act_k[i, 1]) / 144.0, pbpk.get_nuclide("Lu-177").decay_constant_per_h)
-        per_cycle = float(dose.bed_monoexponential(d["kidneys"], math.log(2) / lam, tissue="kidneys"))
+        per_cycle = float(dose.bed(d["kidneys"], _g_curve(times, act_k[i]), KIDNEY.alpha_beta_gy))
         kid.append(n_cycles * per_cycle)
         marrow.append(n_cycles * d["red_marrow"])
     return np.array(kid), np.array(marrow)
@@ -89,7 +94,10 @@ def test_fixed_ligand_matches_analytic_per_draw_solution(twin):
     unit = twin.predict(pbpk.Schedule.single(1000.0, ligand_nmol=100.0), n_draws=N_DRAWS)
     k = unit.dose_regions.index("kidney")
     d1 = unit.dose_gy[:, k]  # Gy per GBq per cycle
-    g = np.asarray(dose.g_factor_monoexponential(unit.effective_half_life_h[:, k], KIDNEY.repair_half_time_h))
+    _, params = twin._draw_params(N_DRAWS, 0)  # G of each draw's kidney curve, simulated directly
+    t = np.r_[0.0, np.geomspace(0.05, 3000.0, 400)]
+    res = pbpk.simulate_cohort(twin.therapy_model, pbpk.Schedule.single(1000.0, ligand_nmol=100.0), t, params)
+    g = np.array([_g_curve(t, c) for c in np.asarray(res.activity("kidney"))])
     # n (d A + g d^2 A^2 / ab) = L  ->  A = (-d + sqrt(d^2 + 4 g d^2 L / (n ab))) / (2 g d^2 / ab)
     n, L, ab = 3, 40.0, KIDNEY.alpha_beta_gy
     a_max = (-d1 + np.sqrt(d1**2 + 4 * g * d1**2 * L / (n * ab))) / (2 * g * d1**2 / ab)

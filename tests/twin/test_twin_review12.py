@@ -56,7 +56,8 @@ def test_failed_draw_is_excluded_and_the_others_keep_dales_bed(twin, monkeypatch
         lam, mu = math.log(2) / T_EFF_H[1:], math.log(2) / 2.8
         assert np.all(np.isfinite(d)) and np.all(d > 0)
         np.testing.assert_allclose(pred.effective_half_life_h[:, k], T_EFF_H[1:], rtol=1e-9)
-        np.testing.assert_allclose(pred.bed_gy[:, k], d + d**2 / 2.6 * lam / (mu + lam), rtol=1e-9)
+        # numerical G of the sampled curve (twin.dose.g_factor_numerical) vs Dale's closed form
+        np.testing.assert_allclose(pred.bed_gy[:, k], d + d**2 / 2.6 * lam / (mu + lam), rtol=1e-5)
         np.testing.assert_allclose(pred.eqd2_gy[:, k], pred.bed_gy[:, k] / (1 + 2 / 2.6), rtol=1e-12)
 
         # max_activity on the same (cached) draws: no error, the failed draw is left out. The

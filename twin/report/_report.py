@@ -402,9 +402,9 @@ def write_report(out_dir, prediction, *, escalation=None, voxel=None, title: str
                 "method": twin.posterior.method, "parameters": list(twin.posterior.names),
                 "observations": int(sum(len(d[2]) for d in twin.data)),
                 "converged": bool(twin.posterior.diagnostics.get("converged", True))},
-            "radiobiology": "BED/EQD2 summed over cycles (complete repair between cycles), G-factor of "
-                            "each cycle's late effective half-life (24-168 h; cycle 1's for every cycle "
-                            "when predicted with cycles='coupled'); alpha/beta and repair half-times from "
+            "radiobiology": "BED/EQD2 summed over cycles (complete repair between cycles), Lea-Catcheside "
+                            "G-factor of each cycle's time-activity curve of the organ (cycle 1's for "
+                            "every cycle when predicted with cycles='coupled'); alpha/beta and repair half-times from "
                             "twin/dose/data/radiobiology/tissue_parameters.csv",
             "organ_doses": _records(table),
             "limits": {"probability": probability,
