@@ -86,5 +86,5 @@ def main(argv=None) -> dict:
 if __name__ == "__main__":
     res = main()
     for k, v in res["max_rel_err_by_column"].items():
-        print(f"{k:45s} {v:8.4f}")
+        print(f"{k:45s} {100 * v:8.2f} %")
     print(f"full {res['wall_s_full']} s, reduced {res['wall_s_reduced']} s: x{res['cohort_speedup']}")

@@ -486,9 +486,8 @@ class Posterior:
 
         level = check_level(level)
         qlo, qhi = 0.5 - level / 2, 0.5 + level / 2
-        lo, med, hi = np.quantile(self.log_samples, [qlo, 0.5, qhi], axis=0)
-        if self.log_samples.shape[0] < 2:  # a MAP point: no interval (not one of zero width)
-            lo = hi = np.full(len(self.names), np.nan)
+        med = np.quantile(self.log_samples, 0.5, axis=0)
+        iv = self.interval(level)  # NaN for a MAP point
         pvp = self.prior_vs_posterior()
         data = {
             "prior_median": [e.median for e in self.prior.entries],
@@ -497,8 +496,8 @@ class Posterior:
             "mean": np.exp(self.log_samples).mean(axis=0),
             "median": np.exp(med),
             "log_sd": pvp["posterior_log_sd"].to_numpy(),
-            f"q{100 * qlo:g}": np.exp(lo),
-            f"q{100 * qhi:g}": np.exp(hi),
+            f"q{100 * qlo:g}": [iv[n][0] for n in self.names],
+            f"q{100 * qhi:g}": [iv[n][1] for n in self.names],
         }
         if "rhat" in self.diagnostics:
             data["rhat"] = self.diagnostics["rhat"]

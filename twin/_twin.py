@@ -695,8 +695,9 @@ class Twin:
         if early:
             raise TwinInputError(
                 f"post-therapy observation(s) {', '.join(early)} are at or before the therapy's first "
-                f"administration ({t0:g} h on the schedule's clock): nothing is injected yet. Give "
-                "scan times after the injection (hours since the schedule's 0 h).")
+                f"administration carrying activity ({t0:g} h on the schedule's clock): no activity is "
+                "injected yet (a cold pre-dose carries none). Give scan times after the injection "
+                "(hours since the schedule's 0 h).")
         data = (*self.data, (self.therapy_model, schedule, observations))
         all_obs = _combine([d[2] for d in data])
         fn = _joint_model(data)
@@ -767,13 +768,14 @@ class Twin:
             # cycle 1's curve on the single-cycle grid (on its own clock; output times added by
             # the user do not change the integration)
             first = np.isin(times, [s0 + g for g in _CYCLE_GRID_H if s0 + g < end])
-            g = _g_factors(times[first] - s0, act[:, first, :], res.regions, op.targets, model)
+            # the grid itself, not times - s0 (not bitwise equal: a new compilation per start)
+            grid1 = np.asarray(_CYCLE_GRID_H, dtype=float)[: int(first.sum())]
+            g = _g_factors(grid1, act[:, first, :], res.regions, op.targets, model)
             if times_h is not None:
                 user = np.asarray(times_h, dtype=float)
                 act, times = act[:, np.searchsorted(times, user), :], user
             frac = np.array([a.activity_mbq for a in adm]) / schedule.total_activity_mbq
             dose_c = dose[:, None, :] * frac[None, :, None]
-            t_eff_c = np.repeat(t_eff[:, None, :], len(adm), axis=1)
             g_c = np.repeat(g[:, None, :], len(adm), axis=1)
         else:
             lig = _ligand_per_admin(schedule, model)
@@ -793,8 +795,7 @@ class Twin:
             dose = dose_c.sum(axis=1)
             # each cycle's curve is on the grid after its own administration: read it as a
             # schedule that starts at t = 0 (adm[0] may start later, e.g. after update())
-            t_eff_c = np.stack([_effective_half_life(single, grid, a_i, res.regions,
-                                                     op.targets, model) for a_i in acts], axis=1)
+            t_eff = _effective_half_life(single, grid, acts[0], res.regions, op.targets, model)
             # G depends on the curve's shape only, not on the activity: one per ligand amount
             g_c = []
             for a, n, a_i in zip(adm, lig, acts):
@@ -814,7 +815,7 @@ class Twin:
                              np.where(ok[:, None, None], g_c, 0.0), op.targets)
         bed[~ok], eqd[~ok] = np.nan, np.nan
         return {"idx": idx, "ok": ok, "times": times, "regions": res.regions, "body_regions": res.body_regions,
-                "act": act, "tia": tia, "dose": dose, "bed": bed, "eqd": eqd, "t_eff": t_eff_c[:, 0, :],
+                "act": act, "tia": tia, "dose": dose, "bed": bed, "eqd": eqd, "t_eff": t_eff,
                 "op": op}
 
     def predict(self, schedule: pbpk.Schedule | None = None, *, activity_gbq: float | None = None,
@@ -903,12 +904,12 @@ class Twin:
         end = starts[-1] + 2000.0
         grid = np.geomspace(0.25, end, 80)
         pts = {1.0, 4.0, 24.0, 48.0, 96.0, 168.0, end}
-        for k, s in enumerate(starts):
+        for s in starts:
             pts.update({s - 1e-3, s + 1.0, s + 24.0, s + 168.0})
-            # each cycle on the single-cycle grid, so its G-factor reads the curve as a cycle
-            # starting at t = 0 does (the coarse log grid misses a later cycle's uptake phase)
-            nxt = starts[k + 1] if k + 1 < len(starts) else math.inf
-            pts.update(float(s + g) for g in _CYCLE_GRID_H if s + g < nxt)
+        # cycle 1 on the single-cycle grid: coupled mode reads its G-factor from that curve as a
+        # cycle starting at t = 0 does (the coarse log grid misses the uptake phase)
+        nxt = starts[1] if len(starts) > 1 else math.inf
+        pts.update(float(starts[0] + g) for g in _CYCLE_GRID_H if starts[0] + g < nxt)
         return np.unique(np.concatenate([grid, [p for p in pts if 0 < p <= end]]))
 
     # ------------------------------------------------------------------ voxel dose

@@ -464,7 +464,9 @@ def voxel_dose(
         From :func:`make_dose_plan` for this grid.
     density_g_cm3 : array (nx, ny, nz), optional
         Mass density per voxel (e.g. ``hu_to_density(ct_hu)``); the dose is scaled by
-        ``rho_kernel / rho``. Must be on the TIA grid.
+        ``rho_kernel / rho``. Must be on the TIA grid. In air (0.0012 g/cm3) that multiplies
+        the cross-dose by up to 870; the twin's maps set voxels below
+        ``twin.AIR_DENSITY_G_CM3`` to 0, and so should a caller that reports such voxels.
     spacing_mm, density_spacing_mm : optional
         Voxel spacings of the TIA and density images, checked against the kernel's.
 

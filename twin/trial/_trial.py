@@ -135,12 +135,14 @@ def check_reduction(population: Population, reduction):
             f"reduction must be an mbam.PBPKReduction or the path of its JSON file (twin reduce "
             f"--out FILE), got {type(reduction).__name__}.")
     ref, full = population.reference_model(), reduction.full_model
-    if full.graph != ref.graph or full.nuclide != ref.nuclide:
+    differ = [w for w, bad in (("graphs", full.graph != ref.graph), ("nuclides", full.nuclide != ref.nuclide))
+              if bad]
+    if differ:
         raise CohortConfigError(
             f"the reduction was made from {full.name!r} ({full.nuclide}, "
             f"{len(full.parameter_names)} parameters), which is not the {population.agent} "
             f"population's model {ref.name!r} ({ref.nuclide}, {len(ref.parameter_names)} parameters; "
-            "graphs differ): reduce the population's model (twin reduce --agent "
+            f"{' and '.join(differ)} differ): reduce the population's model (twin reduce --agent "
             f"{population.agent}) or use the population the reduction was made for.")
     return reduction
 
