@@ -101,7 +101,8 @@ def region_of(name):
     return {"art": "plasma", "ven": "plasma", "urine": "urine", "released": "released"}.get(name, base)
 
 
-@pytest.mark.parametrize("ligand", ["PSMA-617", "PSMA-11"])
+# PSMA-11 differs from PSMA-617 in agent constants only: slow target (make test-slow), CI time
+@pytest.mark.parametrize("ligand", ["PSMA-617", pytest.param("PSMA-11", marks=pytest.mark.slow)])
 def test_psma_matches_independent_numpy_rhs_with_radau(ligand):
     model = pbpk.psma_model(ligand, lesion_volumes_l=(0.012, 0.03), lacrimal=True)
     p = model.parameters

@@ -627,6 +627,7 @@ def test_batched_solver_with_vmapped_functions_equals_single_solves():
         assert int(bat.n_steps[i]) == int(one.n_steps) and int(bat.status[i]) == STATUS_OK
 
 
+@pytest.mark.slow  # 62 s; test_simulate checks forward and reverse derivatives of the PSMA model
 def test_forward_and_reverse_derivatives_match_finite_differences():
     s = _small()
     theta0 = jnp.asarray([0.1, -0.2, 0.05, 0.3])

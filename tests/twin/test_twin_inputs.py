@@ -23,6 +23,7 @@ def pred(twin):
 
 
 # ------------------------------------------------------------------ numbers
+@pytest.mark.slow  # 73 s (make test-slow); test_bed_does_not_depend_on_the_time_origin stays in make test
 def test_output_times_do_not_change_tia_dose_or_bed(twin, pred):
     """times_h only adds output points (invariant): TIA still runs to infinity."""
     p = twin.predict(activity_gbq=7.4, n_draws=16, times_h=[1.0, 2.0, 3.0])
