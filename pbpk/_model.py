@@ -18,7 +18,8 @@ __all__ = ["PBPKModel", "UnpredictedRegionWarning"]
 
 class UnpredictedRegionWarning(UserWarning):
     """A result was asked for a region the model does not predict (``PBPKModel.predicted_regions``:
-    a reduced model predicts the regions of its reduction design only) and was left out."""
+    a reduced model predicts the regions of its reduction design only): it was left out of a
+    table, or returned unchecked by a by-name accessor such as ``SimulationResult.tia``."""
 
 
 @dataclass(frozen=True)

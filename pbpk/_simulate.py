@@ -9,8 +9,10 @@ diffrax's Kvaerno5 and is kept as the verification reference.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
+import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -23,7 +25,7 @@ import numpy as np
 from pbpk._compile import DECAY_PARAMETER, CompiledGraph, check_parameter_values, compile_graph
 from pbpk._dosing import Administration, Schedule
 from pbpk._errors import InvalidInputError, SolverError
-from pbpk._model import PBPKModel
+from pbpk._model import PBPKModel, UnpredictedRegionWarning
 from pbpk._nuclides import get_nuclide
 
 __all__ = ["simulate", "simulate_cohort", "SimulationResult", "STATUS_MESSAGES"]
@@ -65,6 +67,13 @@ class SimulationResult(eqx.Module):
         the denominator of :meth:`percent_injected` (``decay_corrected=True``).
     status: solver status, 0 on success (see ``STATUS_MESSAGES``).
     n_steps: accepted solver steps (summed over segments).
+    predicted_regions: the model's ``PBPKModel.predicted_regions`` (empty: all regions). A
+        reduced model (:func:`mbam.reduce_pbpk`) predicts its design's regions only; its other
+        regions carry activity (ligand is conserved) that was never checked against the full
+        model. :meth:`activity` and :meth:`tia` warn
+        (:class:`~pbpk.UnpredictedRegionWarning`) when asked for such a region, and
+        :meth:`tia_table` and :meth:`to_dataframe` leave them out with that warning; the
+        arrays keep every region.
     """
 
     times_h: jax.Array
@@ -81,21 +90,41 @@ class SimulationResult(eqx.Module):
     body_regions: tuple[str, ...] = eqx.field(static=True)
     compartments: tuple[str, ...] = eqx.field(static=True)
     ia_reference_mbq: jax.Array | None = None
+    predicted_regions: tuple[str, ...] = eqx.field(static=True, default=())
 
     @property
     def ok(self) -> jax.Array:
         return self.status == 0
 
+    def predicts(self, region: str) -> bool:
+        """Whether the model predicts ``region`` (see ``predicted_regions``)."""
+        return not self.predicted_regions or region in self.predicted_regions
+
+    def _warn_unpredicted(self, regions, what: str) -> None:
+        if regions:
+            warnings.warn(
+                f"{', '.join(regions)} {'is' if len(regions) == 1 else 'are'} not predicted by "
+                f"this model (a reduced model predicts {', '.join(self.predicted_regions)} only; "
+                f"the rest was never checked against the full model): {what}. Simulate the full "
+                "model for those regions, or reduce with them in the design.",
+                UnpredictedRegionWarning, stacklevel=3)
+
     def activity(self, region: str) -> jax.Array:
-        """Activity (MBq) of one region over time."""
-        return self.activity_mbq[..., self._region_index(region)]
+        """Activity (MBq) of one region over time (warns for a region the model does not
+        predict)."""
+        j = self._region_index(region)
+        if not self.predicts(region):
+            self._warn_unpredicted([region], "its activity is returned unchecked")
+        return self.activity_mbq[..., j]
 
     def tia(self, region: str) -> jax.Array:
-        """TIA (MBq h) of one body region."""
+        """TIA (MBq h) of one body region (warns for a region the model does not predict)."""
         if region not in self.body_regions:
             raise InvalidInputError(
                 f"no TIA for {region!r}; body regions are {', '.join(self.body_regions)}."
             )
+        if not self.predicts(region):
+            self._warn_unpredicted([region], "its TIA is returned unchecked")
         return self.tia_mbq_h[..., self.body_regions.index(region)]
 
     def percent_injected(self, decay_corrected: bool = True) -> jax.Array:
@@ -128,7 +157,8 @@ class SimulationResult(eqx.Module):
         return self.regions.index(region)
 
     def to_dataframe(self):
-        """Long-format pandas table: time_h, region, activity_mbq, percent_injected (single run)."""
+        """Long-format pandas table: time_h, region, activity_mbq, percent_injected (single run;
+        regions the model does not predict are left out, with a warning)."""
         import pandas as pd
 
         if np.ndim(self.activity_mbq) != 2:
@@ -136,18 +166,29 @@ class SimulationResult(eqx.Module):
         t = np.asarray(self.times_h)
         act = np.asarray(self.activity_mbq)
         pct = np.asarray(self.percent_injected())
+        keep = [j for j, r in enumerate(self.regions) if self.predicts(r)]
+        self._warn_unpredicted([r for r in self.regions if not self.predicts(r)],
+                               "left out of the table")
         rows = [
-            {"time_h": t[i], "region": r, "activity_mbq": act[i, j], "percent_injected": pct[i, j]}
+            {"time_h": t[i], "region": self.regions[j], "activity_mbq": act[i, j],
+             "percent_injected": pct[i, j]}
             for i in range(t.size)
-            for j, r in enumerate(self.regions)
+            for j in keep
         ]
         return pd.DataFrame(rows)
 
     def tia_table(self):
-        """pandas Series of TIA (MBq h) per body region (single run)."""
+        """pandas Series of TIA (MBq h) per body region (single run; regions the model does not
+        predict are left out, with a warning)."""
         import pandas as pd
 
-        return pd.Series(np.asarray(self.tia_mbq_h), index=list(self.body_regions), name="tia_mbq_h")
+        if np.ndim(self.tia_mbq_h) != 1:
+            raise InvalidInputError("tia_table() needs a single-patient result; index the batch first.")
+        keep = [j for j, r in enumerate(self.body_regions) if self.predicts(r)]
+        self._warn_unpredicted([r for r in self.body_regions if not self.predicts(r)],
+                               "left out of the table")
+        return pd.Series(np.asarray(self.tia_mbq_h)[keep], index=[self.body_regions[j] for j in keep],
+                         name="tia_mbq_h")
 
 
 # ---------------------------------------------------------------------------- plan (static)
@@ -631,7 +672,14 @@ def simulate(
             raise SolverError(
                 f"simulation of {model.name!r} failed: {STATUS_MESSAGES.get(code, code)}."
             )
-    return result
+    return _with_predicted(result, model)
+
+
+def _with_predicted(result: SimulationResult, model: PBPKModel) -> SimulationResult:
+    """The result, marked with the regions the model predicts (a reduced model's design)."""
+    if not model.predicted_regions:
+        return result
+    return dataclasses.replace(result, predicted_regions=tuple(model.predicted_regions))
 
 
 def simulate_cohort(
@@ -713,4 +761,4 @@ def simulate_cohort(
         out = fn(jnp.asarray(p), bolus, infusion, expected)
         parts.append(jax.tree_util.tree_map(lambda x: x[:m], out))
     out = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-    return eqx.tree_at(lambda r: r.times_h, out, out.times_h[0])
+    return _with_predicted(eqx.tree_at(lambda r: r.times_h, out, out.times_h[0]), model)

@@ -281,6 +281,9 @@ class TrialTask:
             if self.include_tia:
                 a = ends["activity_per_cycle_gbq"]
                 for j, r in enumerate(k.body_regions):
+                    # a reduced model's regions outside its design carry unchecked activity
+                    if "reduction" in extra and not extra["reduction"].model.predicts(r):
+                        continue
                     cols[f"tia_{r}_mbq_h_per_cycle"] = k.tia_mbq_h[:, j] * per_gbq * a
             parts.append(pa.table({c: pa.array(v) for c, v in cols.items()}))
         return pa.concat_tables(parts)
@@ -317,7 +320,7 @@ def run_cohort(out_dir: str | os.PathLike, n_patients: int, *, population: Popul
     """Simulate a cohort under one fixed schedule: per patient TIA per region, doses and BED.
 
     One row per patient with the covariates, ``status``, per-cycle TIA (MBq h) of every body
-    region, per-GBq doses, G-factors and the cumulative doses, BEDs and limit flags of
+    region (with ``reduction``: of every region the reduced model predicts), per-GBq doses, G-factors and the cumulative doses, BEDs and limit flags of
     ``cycles`` x ``activity_gbq``. A given ``ligand_nmol`` must hold at least the labelled
     ligand of ``activity_gbq`` (7.4 GBq of carrier-free 177Lu: 10.2 nmol; ``CohortConfigError``
     otherwise). ``reduction``: simulate an MBAM-reduced model (see :class:`Trial`). See
