@@ -225,6 +225,13 @@ class Physiology:
                 raise UnknownNameError(
                     f"organ {organ!r} has no volume in the physiology; known organs: {', '.join(ORGANS)}."
                 )
+            if organ == "prostate" and self.sex == "female":
+                # the models leave the prostate out of a female patient (ICRP-89: 0 g), so the
+                # volume would be kept and never used
+                raise InvalidInputError(
+                    f"organ_volumes_l['prostate'] = {v!r} was given for a female patient; the "
+                    "models have no prostate in a female patient (ICRP-89: 0 g): leave it out, or "
+                    "check the patient's sex.")
             fv = real_or_none(v)  # a bool or a string is not a volume (True is not 1 L)
             if fv is None:
                 raise InvalidInputError(
